@@ -1,0 +1,285 @@
+"""Django admin: operators run the catalog, the lifecycle and subscription approvals here.
+
+State changes go through the services (never a plain form save), so the admin, the portal
+and the REST API enforce the same rules and leave the same audit trail.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from portal.models import (
+    Api,
+    ApiKey,
+    ApiVersion,
+    Application,
+    AuditEvent,
+    Membership,
+    Plan,
+    Subscription,
+    Tag,
+    Tenant,
+    UpstreamTarget,
+)
+from portal.services import lifecycle, subscriptions
+from portal.services.config_signal import publish_config_change
+from portal.services.errors import ServiceError
+
+
+class DecisionForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+
+
+class DeprecationForm(DecisionForm):
+    sunset_at = forms.DateTimeField(
+        required=False,
+        help_text="When the version stops working (YYYY-MM-DD HH:MM). Empty: 90 days from now.",
+    )
+
+
+def run_with_reason(modeladmin, request, queryset, *, title, form_class, apply, reason_required=False):
+    """Show a form asking for a reason, then apply ``apply(obj, cleaned_data)`` to each object."""
+    form = form_class(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        if reason_required and not form.cleaned_data["reason"].strip():
+            form.add_error("reason", "A reason is required: the developer will read it.")
+        else:
+            done = 0
+            for obj in queryset:
+                try:
+                    apply(obj, form.cleaned_data)
+                    done += 1
+                except ServiceError as error:
+                    modeladmin.message_user(request, f"{obj}: {error.message}", messages.ERROR)
+            if done:
+                modeladmin.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
+            return None
+    return TemplateResponse(
+        request,
+        "admin/portal/reason_form.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "objects": queryset,
+            "form": form,
+            "action": request.POST.get("action"),
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "opts": modeladmin.model._meta,
+        },
+    )
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "is_personal", "created_at"]
+    search_fields = ["name", "slug"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ["name"]
+
+
+class PlanInline(admin.TabularInline):
+    model = Plan
+    extra = 0
+
+
+class ApiVersionInline(admin.TabularInline):
+    model = ApiVersion
+    fields = ["version", "base_path", "state", "sunset_at"]
+    readonly_fields = ["state", "sunset_at"]
+    extra = 0
+    show_change_link = True
+
+
+class ConfigChangeAdmin(admin.ModelAdmin):
+    """Plain edits to routable configuration must reach the gateways too."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        publish_config_change(f"{obj._meta.label} {obj.pk} edited in admin")
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        publish_config_change(f"{obj._meta.label} deleted in admin")
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        publish_config_change(f"{queryset.model._meta.label} deleted in admin")
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        publish_config_change("inline edited in admin")
+
+
+@admin.register(Api)
+class ApiAdmin(ConfigChangeAdmin):
+    list_display = ["name", "slug", "owner", "visibility", "updated_at"]
+    list_filter = ["visibility", "tags"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["tags"]
+    inlines = [ApiVersionInline, PlanInline]
+
+
+class UpstreamTargetInline(admin.TabularInline):
+    model = UpstreamTarget
+    extra = 1
+
+
+@admin.register(ApiVersion)
+class ApiVersionAdmin(ConfigChangeAdmin):
+    list_display = ["api", "version", "base_path", "state", "sunset_at", "published_at"]
+    list_filter = ["state", "api"]
+    search_fields = ["api__name", "version", "base_path"]
+    readonly_fields = ["state", "published_at", "deprecated_at", "sunset_at", "retired_at"]
+    inlines = [UpstreamTargetInline]
+    actions = ["publish", "deprecate", "retire"]
+
+    @admin.action(description="Publish selected versions")
+    def publish(self, request, queryset):
+        for version in queryset:
+            try:
+                lifecycle.publish_version(version, request.user)
+                self.message_user(request, f"{version} is published.", messages.SUCCESS)
+            except ServiceError as error:
+                self.message_user(request, f"{version}: {error.message}", messages.ERROR)
+
+    @admin.action(description="Deprecate selected versions (asks for a sunset date)")
+    def deprecate(self, request, queryset):
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Deprecate versions",
+            form_class=DeprecationForm,
+            apply=lambda v, data: lifecycle.deprecate_version(
+                v, request.user, sunset_at=data["sunset_at"], reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Retire selected versions (final)")
+    def retire(self, request, queryset):
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Retire versions",
+            form_class=DecisionForm,
+            apply=lambda v, data: lifecycle.retire_version(v, request.user, reason=data["reason"]),
+        )
+
+
+@admin.register(Plan)
+class PlanAdmin(ConfigChangeAdmin):
+    list_display = [
+        "api",
+        "name",
+        "requests_per_second",
+        "requests_per_minute",
+        "daily_quota",
+        "monthly_quota",
+        "requires_approval",
+        "is_active",
+    ]
+    list_filter = ["requires_approval", "is_active", "api"]
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "created_by", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "tenant__name"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["application", "tenant_name", "api", "plan", "state", "requested_at", "decided_by", "reason"]
+    list_filter = ["state", "api", "application__tenant"]
+    search_fields = ["application__name", "api__name", "application__tenant__name"]
+    readonly_fields = ["state", "requested_by", "requested_at", "decided_by", "decided_at", "reason"]
+    list_select_related = ["application__tenant", "api", "plan", "decided_by"]
+    actions = ["approve", "reject", "revoke"]
+
+    @admin.display(description="Tenant", ordering="application__tenant__name")
+    def tenant_name(self, obj):
+        return obj.application.tenant.name
+
+    def has_add_permission(self, request):
+        # Subscriptions are requested by developers; an admin-made one would skip the rules.
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "application", "api", "plan"] if obj else self.readonly_fields
+
+    @admin.action(description="Approve selected subscriptions")
+    def approve(self, request, queryset):
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Approve subscriptions",
+            form_class=DecisionForm,
+            apply=lambda s, data: subscriptions.approve_subscription(s, request.user, reason=data["reason"]),
+        )
+
+    @admin.action(description="Reject selected subscriptions")
+    def reject(self, request, queryset):
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Reject subscriptions",
+            form_class=DecisionForm,
+            reason_required=True,
+            apply=lambda s, data: subscriptions.reject_subscription(s, request.user, reason=data["reason"]),
+        )
+
+    @admin.action(description="Revoke selected subscriptions")
+    def revoke(self, request, queryset):
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Revoke subscriptions",
+            form_class=DecisionForm,
+            apply=lambda s, data: subscriptions.revoke_subscription(s, request.user, reason=data["reason"]),
+        )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "application", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["application__tenant"]
+    search_fields = ["prefix", "name", "application__name"]
+    # The secret hash is never shown; only the prefix identifies a key to a human.
+    fields = ["application", "name", "prefix", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # keys are issued by the key service, which returns the secret once
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "action", "object_type", "object_repr", "tenant"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["object_repr", "actor__username", "action"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

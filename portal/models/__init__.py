@@ -1,0 +1,33 @@
+from portal.models.applications import Application, Subscription, SubscriptionState
+from portal.models.audit import AuditEvent
+from portal.models.catalog import (
+    Api,
+    ApiVersion,
+    LoadBalancing,
+    Tag,
+    UpstreamTarget,
+    VersionState,
+    Visibility,
+)
+from portal.models.keys import ApiKey
+from portal.models.plans import Plan
+from portal.models.tenants import Membership, Role, Tenant
+
+__all__ = [
+    "Api",
+    "ApiKey",
+    "ApiVersion",
+    "Application",
+    "AuditEvent",
+    "LoadBalancing",
+    "Membership",
+    "Plan",
+    "Role",
+    "Subscription",
+    "SubscriptionState",
+    "Tag",
+    "Tenant",
+    "UpstreamTarget",
+    "VersionState",
+    "Visibility",
+]

@@ -1,0 +1,90 @@
+"""The API version lifecycle: draft -> published -> deprecated -> retired (final).
+
+A version may also be retired straight from published, and a deprecated version may be
+published again (un-deprecated) before it is retired.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from portal.models import ApiVersion, VersionState
+from portal.services import audit
+from portal.services.access import require_staff
+from portal.services.config_signal import publish_config_change
+from portal.services.errors import IllegalTransition, InvalidInput
+
+DEFAULT_SUNSET_AFTER = timedelta(days=90)
+
+ALLOWED_MOVES = {
+    VersionState.DRAFT: {VersionState.PUBLISHED},
+    VersionState.PUBLISHED: {VersionState.DEPRECATED, VersionState.RETIRED},
+    VersionState.DEPRECATED: {VersionState.PUBLISHED, VersionState.RETIRED},
+    VersionState.RETIRED: set(),
+}
+
+
+def _move(version: ApiVersion, target: str, actor, **details) -> ApiVersion:
+    with transaction.atomic():
+        version = ApiVersion.objects.select_for_update().select_related("api").get(pk=version.pk)
+        current = VersionState(version.state)
+        if VersionState(target) not in ALLOWED_MOVES[current]:
+            raise IllegalTransition(
+                f"Version {version.version} of {version.api.name} is {current.label.lower()}; "
+                f"it cannot become {VersionState(target).label.lower()}."
+            )
+        now = timezone.now()
+        version.state = target
+        if target == VersionState.PUBLISHED:
+            version.published_at = version.published_at or now
+            version.deprecated_at = None
+            version.sunset_at = None
+        elif target == VersionState.DEPRECATED:
+            version.deprecated_at = now
+            version.sunset_at = details["sunset_at"]
+        elif target == VersionState.RETIRED:
+            version.retired_at = now
+        version.save()
+        audit.record(
+            actor,
+            f"version.{target}",
+            version,
+            tenant=version.api.owner,
+            previous_state=current.value,
+            **{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in details.items()},
+        )
+        publish_config_change(f"version {version.pk} {target}")
+    return version
+
+
+def publish_version(version: ApiVersion, actor) -> ApiVersion:
+    require_staff(actor)
+    if not version.targets.filter(enabled=True).exists():
+        raise InvalidInput("A version needs at least one enabled upstream target before it is published.")
+    return _move(version, VersionState.PUBLISHED, actor)
+
+
+def deprecate_version(version: ApiVersion, actor, sunset_at: datetime | None = None, reason: str = "") -> ApiVersion:
+    require_staff(actor)
+    sunset_at = sunset_at or timezone.now() + DEFAULT_SUNSET_AFTER
+    if sunset_at <= timezone.now():
+        raise InvalidInput("The sunset date must be in the future.")
+    return _move(version, VersionState.DEPRECATED, actor, sunset_at=sunset_at, reason=reason)
+
+
+def retire_version(version: ApiVersion, actor, reason: str = "") -> ApiVersion:
+    require_staff(actor)
+    return _move(version, VersionState.RETIRED, actor, reason=reason)
+
+
+def set_version_state(version: ApiVersion, state: str, actor, **kwargs) -> ApiVersion:
+    """Dispatch by target state name, for callers that receive it as data (REST API)."""
+    moves = {
+        VersionState.PUBLISHED.value: publish_version,
+        VersionState.DEPRECATED.value: deprecate_version,
+        VersionState.RETIRED.value: retire_version,
+    }
+    if state not in moves:
+        raise InvalidInput(f"Unknown target state {state!r}; use one of: {', '.join(moves)}.")
+    return moves[state](version, actor, **kwargs)

@@ -1,0 +1,49 @@
+"""Emails to people about decisions that concern them. Sent after commit, never fatal."""
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+
+from portal.models import Membership, Role, Subscription
+
+log = logging.getLogger(__name__)
+
+
+def owners_emails(tenant) -> list[str]:
+    return sorted(
+        {
+            m.user.email
+            for m in Membership.objects.filter(tenant=tenant, role=Role.OWNER).select_related("user")
+            if m.user.email
+        }
+    )
+
+
+def notify_subscription_decision(subscription: Subscription) -> None:
+    """Tell every owner of the application's tenant (and the requester) about a decision."""
+    if not settings.PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS:
+        return
+    recipients = set(owners_emails(subscription.application.tenant))
+    if subscription.requested_by and subscription.requested_by.email:
+        recipients.add(subscription.requested_by.email)
+    if not recipients:
+        return
+    verdict = subscription.get_state_display().lower()
+    subject = f"[Portico] {subscription.application.name}: access to {subscription.api.name} {verdict}"
+    lines = [
+        f"Your request for {subscription.application.name} to use {subscription.api.name} "
+        f"on the {subscription.plan.name} plan was {verdict}.",
+    ]
+    if subscription.reason:
+        lines.append(f"Reason: {subscription.reason}")
+    body = "\n\n".join(lines)
+
+    def send():
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, sorted(recipients))
+        except Exception:  # a broken mail server must not undo or fail an admin decision
+            log.exception("could not send the subscription decision email for %s", subscription.pk)
+
+    transaction.on_commit(send)
