@@ -1,6 +1,8 @@
+"""URL map. Each part is owned by one module so areas grow without stepping on each other."""
+
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def healthz(request):
@@ -10,4 +12,8 @@ def healthz(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", include("portal.rest.urls")),
+    path("accounts/", include("portal.views.accounts_urls")),
+    path("", include("portal.views.catalog_urls")),
+    path("", include("portal.views.console_urls")),
 ]

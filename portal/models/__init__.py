@@ -12,6 +12,7 @@ from portal.models.catalog import (
 from portal.models.keys import ApiKey
 from portal.models.plans import Plan
 from portal.models.tenants import Membership, Role, Tenant
+from portal.models.tokens import Invitation, PersonalAccessToken
 
 __all__ = [
     "Api",
@@ -20,7 +21,9 @@ __all__ = [
     "Application",
     "AuditEvent",
     "LoadBalancing",
+    "Invitation",
     "Membership",
+    "PersonalAccessToken",
     "Plan",
     "Role",
     "Subscription",
