@@ -26,6 +26,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ["PORTICO_TEST_REDIS_PORT"] = str(port)
     os.environ["PORTICO_VAR_DIR"] = str(var_dir)
+    os.environ["PORTICO_FAST_PASSWORD_HASHING"] = "1"
     return (yield)
 
 
