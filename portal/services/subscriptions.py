@@ -70,10 +70,7 @@ def _decide(subscription: Subscription, actor, *, source: str, target: str, acti
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if sub.state != source:
-            raise IllegalTransition(
-                f"This subscription is {sub.get_state_display().lower()}; only a "
-                f"{SubscriptionState(source).label.lower()} one can be {SubscriptionState(target).label.lower()}."
-            )
+            raise IllegalTransition(f"This subscription is {sub.state}; only a {source} one can be {target}.")
         sub.state = target
         sub.decided_by = actor
         sub.decided_at = timezone.now()
