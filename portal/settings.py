@@ -187,6 +187,8 @@ PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_DE
 PORTICO_KEY_ROTATION_GRACE_SECONDS = int(os.environ.get("PORTICO_KEY_ROTATION_GRACE_SECONDS", "86400"))
 # Public address of the gateway, shown in docs and used by the try-it console.
 PORTICO_GATEWAY_URL = os.environ.get("PORTICO_GATEWAY_URL", "http://127.0.0.1:8080")
+# Public address of the portal, used in links the gateway sends (e.g. deprecation notices).
+PORTICO_PORTAL_URL = os.environ.get("PORTICO_PORTAL_URL", "http://127.0.0.1:8000")
 # Redis names shared by the control plane (writers) and the gateway (readers).
 PORTICO_CONFIG_VERSION_KEY = "portico:config:version"
 PORTICO_CONFIG_CHANNEL = "portico:config"

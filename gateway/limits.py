@@ -1,0 +1,295 @@
+"""Plan limits: per-subscription rates (GCRA) and calendar quotas, checked and counted
+atomically in Redis before the request is proxied.
+
+One EVALSHA per request checks every policy of the plan and counts the request only when
+all of them admit it, so bursts never overshoot and rejected requests cost the client
+nothing (the complaints against Kong #5311 and Tyk #1876). The counters are shared by every
+worker and node (Tyk #1244). Each policy is reported as itself in the headers of
+draft-ietf-httpapi-ratelimit-headers-11 (Tyk #2261).
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    plan_id: int
+    requests_per_second: int | None = None
+    requests_per_minute: int | None = None
+    daily_quota: int | None = None  # calendar day, UTC
+    monthly_quota: int | None = None  # calendar month, UTC
+
+    @property
+    def unlimited(self) -> bool:
+        return not (self.requests_per_second or self.requests_per_minute or self.daily_quota or self.monthly_quota)
+
+
+@dataclass(slots=True)
+class LimitDecision:
+    allowed: bool
+    headers: list[tuple[bytes, bytes]]
+    error_code: str | None = None
+    message: str | None = None
+
+
+ALLOW_UNLIMITED = LimitDecision(True, [])
+
+# KEYS: one per policy. ARGV[1] = now (ms), ARGV[2] = number of rate policies; then per rate
+# policy: period_ms, limit; then per quota policy: limit, expire_at (epoch s).
+# Returns {admitted(0/1), refused policy index (1-based, 0 = none), then per policy: remaining, reset_ms}.
+LIMIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local nrate = tonumber(ARGV[2])
+local out = {}
+local refused = 0
+local wait = 0
+local tats = {}
+local counts = {}
+local a = 3
+for i = 1, #KEYS do
+  if i <= nrate then
+    local period = tonumber(ARGV[a]); local limit = tonumber(ARGV[a + 1]); a = a + 2
+    local interval = period / limit
+    local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    if new_tat - period > now then
+      if refused == 0 then refused = i; wait = new_tat - period - now end
+      out[#out + 1] = 0
+      out[#out + 1] = math.ceil(tat - now)
+    else
+      tats[i] = new_tat
+      out[#out + 1] = math.floor((period - (new_tat - now)) / interval)
+      out[#out + 1] = math.ceil(new_tat - now)
+    end
+  else
+    local limit = tonumber(ARGV[a]); local expire_at = tonumber(ARGV[a + 1]); a = a + 2
+    local used = tonumber(redis.call('GET', KEYS[i]) or 0)
+    if used >= limit then
+      if refused == 0 then refused = i; wait = expire_at * 1000 - now end
+      out[#out + 1] = 0
+    else
+      counts[i] = expire_at
+      out[#out + 1] = limit - used - 1
+    end
+    out[#out + 1] = expire_at * 1000 - now
+  end
+end
+if refused == 0 then
+  for i, tat in pairs(tats) do redis.call('SET', KEYS[i], tat, 'PX', math.ceil(tat - now) + 1000) end
+  for i, expire_at in pairs(counts) do
+    redis.call('INCR', KEYS[i]); redis.call('EXPIREAT', KEYS[i], expire_at + 3600)
+  end
+end
+table.insert(out, 1, wait)
+table.insert(out, 1, refused)
+table.insert(out, 1, refused == 0 and 1 or 0)
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    name: str
+    kind: str  # rate | quota
+    limit: int
+    window: int  # seconds
+
+
+def _policies(limits: PlanLimits, now: float) -> list[tuple[_Policy, str, int]]:
+    """(policy, key suffix, window end epoch for quotas) in script order: rates first."""
+    found = []
+    if limits.requests_per_second:
+        found.append((_Policy("rps", "rate", limits.requests_per_second, 1), "s", 0))
+    if limits.requests_per_minute:
+        found.append((_Policy("rpm", "rate", limits.requests_per_minute, 60), "m", 0))
+    day = time.gmtime(now)
+    if limits.daily_quota:
+        start = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0))
+        found.append((_Policy("daily", "quota", limits.daily_quota, 86400), f"d{start}", start + 86400))
+    if limits.monthly_quota:
+        start = calendar.timegm((day.tm_year, day.tm_mon, 1, 0, 0, 0))
+        days = calendar.monthrange(day.tm_year, day.tm_mon)[1]
+        found.append(
+            (_Policy("monthly", "quota", limits.monthly_quota, days * 86400), f"M{start}", start + days * 86400)
+        )
+    return found
+
+
+def _headers(policies, remaining_and_reset, refused_index: int, wait_ms: float) -> list[tuple[bytes, bytes]]:
+    policy_items, state_items, tightest = [], [], None
+    for i, (policy, _suffix, _end) in enumerate(policies):
+        remaining = max(0, int(remaining_and_reset[2 * i]))
+        reset = max(0, math.ceil(float(remaining_and_reset[2 * i + 1]) / 1000))
+        policy_items.append(f'"{policy.name}";q={policy.limit};w={policy.window}')
+        state_items.append(f'"{policy.name}";r={remaining};t={reset}')
+        rank = (remaining, -reset)
+        if refused_index == i + 1 or (refused_index == 0 and (tightest is None or rank < tightest[0])):
+            tightest = (rank, policy, remaining, reset)
+            if refused_index == i + 1:
+                tightest = ((-1, 0), policy, remaining, reset)
+    headers = [
+        (b"ratelimit-policy", ", ".join(policy_items).encode()),
+        (b"ratelimit", ", ".join(state_items).encode()),
+    ]
+    if tightest:
+        _rank, policy, remaining, reset = tightest
+        headers += [
+            (b"ratelimit-limit", str(policy.limit).encode()),
+            (b"ratelimit-remaining", str(remaining).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
+    if refused_index:
+        headers.append((b"retry-after", str(max(1, math.ceil(wait_ms / 1000))).encode()))
+    return headers
+
+
+class _LocalLimiter:
+    """Per-worker stand-in used while Redis is unreachable (fail-open). Same GCRA, same
+    quotas, but counted in this process only: with N workers a client may get up to N
+    times its plan during an outage, which beats refusing every paying client."""
+
+    def __init__(self):
+        self._state: dict[str, float] = {}
+
+    def run(self, keys: list[str], args: list) -> list:
+        now = float(args[0])
+        nrate = int(args[1])
+        out, refused, wait, writes, a = [], 0, 0.0, {}, 2
+        for i, key in enumerate(keys, start=1):
+            if i <= nrate:
+                period, limit = float(args[a]), float(args[a + 1])
+                a += 2
+                interval = period / limit
+                tat = max(self._state.get(key, now), now)
+                new_tat = tat + interval
+                if new_tat - period > now:
+                    if not refused:
+                        refused, wait = i, new_tat - period - now
+                    out += [0, math.ceil(tat - now)]
+                else:
+                    writes[key] = new_tat
+                    out += [math.floor((period - (new_tat - now)) / interval), math.ceil(new_tat - now)]
+            else:
+                limit, expire_at = int(args[a]), int(args[a + 1])
+                a += 2
+                used = self._state.get(key, 0)
+                if used >= limit:
+                    if not refused:
+                        refused, wait = i, expire_at * 1000 - now
+                    out.append(0)
+                else:
+                    writes[key] = used + 1
+                    out.append(limit - used - 1)
+                out.append(expire_at * 1000 - now)
+        if not refused:
+            self._state.update(writes)
+            if len(self._state) > 100_000:  # an outage should not grow memory without bound
+                self._state.clear()
+        return [0 if refused else 1, refused, wait, *out]
+
+
+class PlanLimiter:
+    """Check-and-count a request against its subscription's plan."""
+
+    BREAKER_SECONDS = 1.0
+
+    def __init__(self, redis: aioredis.Redis, *, on_redis_failure: str = "open"):
+        if on_redis_failure not in ("open", "closed"):
+            raise ValueError("on_redis_failure is 'open' or 'closed'")
+        self._redis = redis
+        self._on_failure = on_redis_failure
+        self._sha: str | None = None
+        self._local = _LocalLimiter()
+        self._redis_down_until = 0.0
+
+    async def _eval(self, keys: list[str], args: list) -> list:
+        if self._sha is None:
+            self._sha = await self._redis.script_load(LIMIT_SCRIPT)
+        try:
+            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted and lost its script cache
+            self._sha = await self._redis.script_load(LIMIT_SCRIPT)
+            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+
+    async def check(self, subscription_id: int, limits: PlanLimits) -> LimitDecision:
+        if limits.unlimited:
+            return ALLOW_UNLIMITED
+        now = time.time()
+        policies = _policies(limits, now)
+        keys = [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies]
+        args: list = [int(now * 1000), sum(1 for p, _s, _e in policies if p.kind == "rate")]
+        for policy, _suffix, end in policies:
+            args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
+
+        result = None
+        if now >= self._redis_down_until:
+            try:
+                result = await self._eval(keys, args)
+            except (RedisError, OSError) as error:
+                # Stop asking a dead Redis on every request: a breaker keeps the outage cheap.
+                self._redis_down_until = now + self.BREAKER_SECONDS
+                log.warning("plan limits: Redis unreachable (%s); policy is fail-%s", error, self._on_failure)
+        if result is None:
+            if self._on_failure == "closed":
+                return LimitDecision(
+                    False,
+                    [(b"retry-after", b"1")],
+                    "limits_unavailable",
+                    "Rate limits cannot be checked right now; try again shortly.",
+                )
+            result = self._local.run(keys, args)
+
+        admitted, refused, wait = int(result[0]), int(result[1]), float(result[2])
+        headers = _headers(policies, result[3:], refused, wait)
+        if admitted:
+            return LimitDecision(True, headers)
+        policy = policies[refused - 1][0]
+        if policy.kind == "rate":
+            return LimitDecision(
+                False, headers, "rate_limited", f"Rate limit of {policy.limit} requests per {policy.window}s exceeded."
+            )
+        return LimitDecision(False, headers, "quota_exceeded", f"The {policy.name} quota of {policy.limit} is used up.")
+
+
+class AuthFailureLimiter:
+    """Slows down key guessing: after ``max_failures`` failed auths from one address in a
+    window, that address is refused for the rest of the window. The success path costs a
+    dict lookup; only failures touch Redis (a shared counter)."""
+
+    def __init__(self, redis: aioredis.Redis, *, max_failures: int = 20, window_seconds: int = 60):
+        self._redis = redis
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._blocked_until: dict[str, float] = {}
+
+    def is_blocked(self, client_ip: str) -> bool:
+        until = self._blocked_until.get(client_ip)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._blocked_until[client_ip]
+        return False
+
+    async def record_failure(self, client_ip: str) -> None:
+        key = f"portico:authfail:{client_ip}:{int(time.time()) // self.window}"
+        try:
+            count, _ = await self._redis.pipeline(transaction=False).incr(key).expire(key, self.window * 2).execute()
+        except (RedisError, OSError):
+            count = None
+        if count is not None and count >= self.max_failures:
+            if len(self._blocked_until) > 10_000:
+                self._blocked_until.clear()
+            self._blocked_until[client_ip] = time.monotonic() + self.window

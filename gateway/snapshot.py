@@ -1,0 +1,163 @@
+"""The compiled, immutable configuration a gateway worker serves from.
+
+Django owns configuration; the gateway never queries the database per request. A worker
+builds a ``Snapshot`` with the ORM (in a thread, off the event loop) and swaps the one it
+serves from atomically when the config version in Redis changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+
+from gateway.limits import PlanLimits
+from gateway.routing import RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str  # base URL without trailing slash
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One routable API version with its upstream policy, compiled for the hot path."""
+
+    api_id: int
+    api_slug: str
+    version_id: int
+    base_path: str
+    host: str
+    state: str  # published | deprecated | retired
+    targets: tuple[Target, ...]
+    load_balancing: str
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    retries: int
+    cache_ttl: int
+    max_request_bytes: int
+    deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    prefix: str
+    secret_hash: str
+    application_id: int
+    tenant_id: int
+    expires_at: float | None  # epoch seconds
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An approved subscription: what an application may call, on which plan."""
+
+    subscription_id: int
+    limits: PlanLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    routes: RouteTable
+    keys: dict[str, KeyEntry] = field(default_factory=dict)
+    grants: dict[tuple[int, int], Grant] = field(default_factory=dict)  # (application_id, api_id)
+
+    @property
+    def route_count(self) -> int:
+        return len(self.routes)
+
+
+EMPTY = Snapshot(version=-1, routes=RouteTable(()))
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+
+
+def _deprecation_headers(version, portal_url: str) -> tuple[tuple[bytes, bytes], ...]:
+    if version.state != "deprecated":
+        return ()
+    headers = []
+    if version.deprecated_at:
+        # RFC 9745: Deprecation is a structured-field date, '@' + epoch seconds.
+        headers.append((b"deprecation", f"@{int(version.deprecated_at.timestamp())}".encode()))
+    if version.sunset_at:
+        headers.append((b"sunset", format_datetime(version.sunset_at, usegmt=True).encode()))  # RFC 8594
+    link = f'<{portal_url}/apis/{version.api.slug}/>; rel="deprecation"; type="text/html"'
+    headers.append((b"link", link.encode()))
+    return tuple(headers)
+
+
+def build_snapshot(config_version: int) -> Snapshot:
+    """Read the routable configuration from the database. Runs in a worker thread."""
+    _setup_django()
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    from portal.models import ApiKey, ApiVersion, Subscription, SubscriptionState, VersionState
+
+    close_old_connections()
+    try:
+        portal_url = settings.PORTICO_PORTAL_URL.rstrip("/")
+        routes = []
+        versions = (
+            ApiVersion.objects.filter(state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED])
+            .select_related("api")
+            .prefetch_related("targets")
+        )
+        for v in versions:
+            targets = tuple(Target(t.url.rstrip("/"), t.weight) for t in v.targets.all() if t.enabled)
+            routes.append(
+                Route(
+                    api_id=v.api_id,
+                    api_slug=v.api.slug,
+                    version_id=v.pk,
+                    base_path=v.base_path,
+                    host=v.host.lower(),
+                    state=v.state,
+                    targets=targets,
+                    load_balancing=v.load_balancing,
+                    connect_timeout=v.connect_timeout_ms / 1000,
+                    read_timeout=v.read_timeout_ms / 1000,
+                    total_timeout=v.total_timeout_ms / 1000,
+                    retries=v.retries,
+                    cache_ttl=v.cache_ttl_seconds,
+                    max_request_bytes=v.max_request_bytes,
+                    deprecation_headers=_deprecation_headers(v, portal_url),
+                )
+            )
+        keys = {
+            k.prefix: KeyEntry(
+                prefix=k.prefix,
+                secret_hash=k.secret_hash,
+                application_id=k.application_id,
+                tenant_id=k.application.tenant_id,
+                expires_at=k.expires_at.timestamp() if k.expires_at else None,
+                revoked=k.revoked_at is not None,
+            )
+            for k in ApiKey.objects.select_related("application")
+        }
+        grants = {
+            (s.application_id, s.api_id): Grant(
+                subscription_id=s.pk,
+                limits=PlanLimits(
+                    plan_id=s.plan_id,
+                    requests_per_second=s.plan.requests_per_second,
+                    requests_per_minute=s.plan.requests_per_minute,
+                    daily_quota=s.plan.daily_quota,
+                    monthly_quota=s.plan.monthly_quota,
+                ),
+            )
+            for s in Subscription.objects.filter(state=SubscriptionState.APPROVED).select_related("plan")
+        }
+        return Snapshot(version=config_version, routes=RouteTable(routes), keys=keys, grants=grants)
+    finally:
+        close_old_connections()
