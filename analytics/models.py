@@ -5,6 +5,8 @@ class CallLog(models.Model):
     """One gateway call. ``request_id`` is unique so that ingesting a batch twice is harmless."""
 
     request_id = models.CharField(max_length=64, unique=True)
+    # The X-Request-ID the client sent, if any: clients may reuse theirs, so it is not the key.
+    client_request_id = models.CharField(max_length=128, blank=True)
     time = models.DateTimeField(db_index=True)
     api_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     version_id = models.BigIntegerField(null=True, blank=True)

@@ -1,29 +1,564 @@
-"""Placeholder gateway until the data plane lands: answers health checks and 503 JSON."""
+"""The gateway's ASGI application: the hot path, top to bottom, in one screen per step.
 
-import json
+Per request: request id -> route (404) -> retired (410) -> auth-failure limiter (429) ->
+key (401) -> subscription (403) -> plan limits (429, one Redis round trip) -> body size
+(413) -> cache (HIT) -> upstream with retries (502/503/504) -> stream the answer back ->
+one call-log record, whatever happened. No database query and no Django on this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from yarl import URL
+
+from gateway import metrics
+from gateway.auth import AuthFailure, authenticate, presented_key
+from gateway.cache import CachedResponse, ResponseCache
+from gateway.calllog import CallLogBuffer
+from gateway.errors import error_body, send_json
+from gateway.limits import AuthFailureLimiter, PlanLimiter
+from gateway.snapshot import EMPTY, Snapshot, build_snapshot
+from gateway.upstreams import Balancer, BalancerRegistry
+
+log = logging.getLogger("portico.gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"date",  # uvicorn sets a fresh one
+    }
+)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+POLL_SECONDS = 0.5
+FULL_RELOAD_SECONDS = 30.0
 
 
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class Gateway:
+    def __init__(self):
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        import django
+
+        django.setup()  # settings only: the ORM is used by the snapshot loader, in a thread
+        from django.conf import settings
+
+        self.settings = settings
+        self.snapshot: Snapshot = EMPTY
+        self.balancers = BalancerRegistry()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.redis: aioredis.Redis | None = None
+
+    # -- lifespan -----------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        s = self.settings
+        self.redis = aioredis.Redis.from_url(s.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=0.5)
+        self.limiter = PlanLimiter(
+            self.redis, on_redis_failure=os.environ.get("GATEWAY_LIMITS_ON_REDIS_FAILURE", "open")
+        )
+        self.auth_failures = AuthFailureLimiter(
+            self.redis,
+            max_failures=int(os.environ.get("GATEWAY_AUTH_FAILURES_PER_MINUTE", "20")),
+            window_seconds=60,
+        )
+        self.cache = ResponseCache(self.redis)
+        self.calllog = CallLogBuffer(s.REDIS_URL, s.PORTICO_CALL_LOG_STREAM, Path(s.VAR_DIR) / "spool")
+        await self.calllog.start()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300),
+            auto_decompress=False,  # bodies pass through byte for byte
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent",),
+        )
+        await self._reload()
+        self._tasks = [
+            asyncio.create_task(self._watch_config(), name="config-watch"),
+            asyncio.create_task(self._listen_config(), name="config-listen"),
+        ]
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.calllog.stop()
+        await self.session.close()
+        await self.redis.aclose()
+
+    # -- configuration ------------------------------------------------------------------
+
+    async def _config_version(self) -> int | None:
+        try:
+            return int(await self.redis.get(self.settings.PORTICO_CONFIG_VERSION_KEY) or 0)
+        except (RedisError, OSError, ValueError):
+            return None
+
+    async def _reload(self, version: int | None = None) -> None:
+        if version is None:
+            version = await self._config_version()
+        try:
+            snapshot = await asyncio.to_thread(build_snapshot, version if version is not None else 0)
+        except Exception:
+            log.exception("could not load the configuration; keeping the current one")
+            return
+        self.snapshot = snapshot  # one reference swap: requests see the old or the new table, never a mix
+        self._last_full_reload = time.monotonic()
+
+    async def _watch_config(self) -> None:
+        """Reload when the version changes (pub/sub wakes us; polling is the fallback)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), POLL_SECONDS)
+            self._changed.clear()
+            version = await self._config_version()
+            stale = time.monotonic() - self._last_full_reload > FULL_RELOAD_SECONDS
+            if (version is not None and version != self.snapshot.version) or stale or self.snapshot is EMPTY:
+                await self._reload(version)
+
+    async def _listen_config(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(self.settings.REDIS_URL, socket_connect_timeout=0.5)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.settings.PORTICO_CONFIG_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._changed.set()
+            except (RedisError, OSError):
+                await asyncio.sleep(1)
+            finally:
+                await client.aclose()
+
+    # -- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as error:
+                    log.exception("gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    if scope["type"] != "http":
-        return
-    if scope["path"] == "/healthz":
-        status, body = 200, {"status": "ok"}
-    else:
-        status, body = 503, {"error": {"code": "not_ready", "message": "The gateway is not built yet."}}
-    payload = json.dumps(body).encode()
+
+    async def handle(self, scope, receive, send):
+        started = time.perf_counter()
+        path = scope["path"]
+        method = scope["method"]
+        if path in OPS_PATHS:
+            await OPS_PATHS[path](self, send, method)
+            return
+
+        host = auth_header = api_key_header = client_request_id = content_length = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"authorization":
+                auth_header = value
+            elif name == b"x-api-key":
+                api_key_header = value
+            elif name == b"x-request-id":
+                client_request_id = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+
+        request_id = uuid.uuid4().hex
+        if client_request_id is not None:
+            candidate = client_request_id.decode("latin-1")
+            echo_id = candidate if SANE_REQUEST_ID.match(candidate) else request_id
+        else:
+            echo_id = request_id
+        client_ip = scope["client"][0] if scope.get("client") else ""
+        record = {
+            "request_id": request_id,
+            "client_request_id": echo_id if echo_id != request_id else None,
+            "time": time.time(),
+            "api_id": None,
+            "version_id": None,
+            "tenant_id": None,
+            "application_id": None,
+            "key_prefix": "",
+            "method": method,
+            "path": path[:2000],
+            "status": 0,
+            "latency_ms": 0.0,
+            "upstream_latency_ms": None,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "cache_hit": 0,
+            "error_code": "",
+            "client_ip": client_ip,
+        }
+        headers_out = [(b"x-request-id", echo_id.encode())]
+        try:
+            status = await self._serve(
+                scope, receive, send, record, headers_out, host, auth_header, api_key_header, content_length, chunked
+            )
+        except Exception:
+            log.exception("unexpected error on %s %s", method, path)
+            status = 500
+            record["error_code"] = record["error_code"] or "internal_error"
+            with contextlib.suppress(Exception):
+                await send_json(
+                    send, 500, error_body("internal_error", "The gateway failed; this is logged."), headers_out
+                )
+        elapsed = time.perf_counter() - started
+        record["status"] = status
+        record["latency_ms"] = round(elapsed * 1000, 3)
+        self.calllog.append(record)
+        metrics.REQUESTS.labels(str(status)).inc()
+        metrics.LATENCY.observe(elapsed)
+
+    async def _refuse(self, send, record, headers_out, status: int, code: str, message: str, method: str) -> int:
+        record["error_code"] = code
+        body = error_body(code, message)
+        record["bytes_out"] = len(body)
+        await send_json(send, status, body, headers_out, head=method == "HEAD")
+        return status
+
+    async def _serve(
+        self, scope, receive, send, record, headers_out, host, auth_header, api_key_header, content_length, chunked
+    ) -> int:
+        method = record["method"]
+        snapshot = self.snapshot
+        host_name = host.split(b":", 1)[0].decode("latin-1").lower() if host else ""
+        route, rest = snapshot.routes.match(scope["path"], host_name)
+        if route is None:
+            return await self._refuse(send, record, headers_out, 404, "route_not_found", "No API at this path.", method)
+        record["api_id"] = route.api_id
+        record["version_id"] = route.version_id
+        if route.state == "retired":
+            return await self._refuse(
+                send, record, headers_out, 410, "version_retired", "This API version is retired.", method
+            )
+        headers_out.extend(route.deprecation_headers)
+
+        client_ip = record["client_ip"]
+        if self.auth_failures.is_blocked(client_ip):
+            headers_out.append((b"retry-after", str(self.auth_failures.window).encode()))
+            return await self._refuse(
+                send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
+            )
+        presented, key_header = presented_key(auth_header, api_key_header)
+        try:
+            key = authenticate(snapshot.keys, presented)
+        except AuthFailure as failure:
+            if presented:
+                await self.auth_failures.record_failure(client_ip)
+            headers_out.append((b"www-authenticate", b'Bearer realm="portico"'))
+            return await self._refuse(send, record, headers_out, 401, failure.code, failure.message, method)
+        record["key_prefix"] = key.prefix
+        record["tenant_id"] = key.tenant_id
+        record["application_id"] = key.application_id
+
+        grant = snapshot.grants.get((key.application_id, route.api_id))
+        if grant is None:
+            return await self._refuse(
+                send,
+                record,
+                headers_out,
+                403,
+                "not_subscribed",
+                "This application has no approved subscription to this API.",
+                method,
+            )
+        decision = await self.limiter.check(grant.subscription_id, grant.limits)
+        headers_out.extend(decision.headers)
+        if not decision.allowed:
+            status = 503 if decision.error_code == "limits_unavailable" else 429
+            return await self._refuse(send, record, headers_out, status, decision.error_code, decision.message, method)
+
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                return await self._refuse(
+                    send, record, headers_out, 400, "bad_content_length", "Content-Length is not a number.", method
+                )
+            if declared > route.max_request_bytes:
+                return await self._refuse(
+                    send,
+                    record,
+                    headers_out,
+                    413,
+                    "request_too_large",
+                    f"The request body exceeds {route.max_request_bytes} bytes.",
+                    method,
+                )
+        has_body = chunked or (content_length is not None and content_length != b"0")
+
+        cache_key = None
+        if route.cache_ttl and not has_body and self.cache.request_allows_cache(method, scope["headers"]):
+            cache_key = self.cache.key_for(
+                route.version_id, key.application_id, "GET", scope["path"], scope["query_string"]
+            )
+            cached = await self.cache.lookup(cache_key)
+            if cached is not None:
+                record["cache_hit"] = 1
+                record["bytes_out"] = len(cached.body)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": cached.status,
+                        "headers": [*cached.headers, *headers_out, (b"x-cache", b"HIT")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"" if method == "HEAD" else cached.body})
+                return cached.status
+            headers_out.append((b"x-cache", b"MISS"))
+        elif route.cache_ttl:
+            headers_out.append((b"x-cache", b"MISS"))
+
+        return await self._proxy(
+            scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
+        )
+
+    def _upstream_headers(self, scope, key, key_header, record) -> list[tuple[str, str]]:
+        connection_tokens = set()
+        for name, value in scope["headers"]:
+            if name == b"connection":
+                connection_tokens = {t.strip().lower().encode() for t in value.decode("latin-1").split(",")}
+        forwarded_for = scope["client"][0] if scope.get("client") else ""
+        headers = []
+        original_host = ""
+        for name, value in scope["headers"]:
+            if name in HOP_BY_HOP or name in connection_tokens or name == key_header or name == b"host":
+                if name == b"host":
+                    original_host = value.decode("latin-1")
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = f"{value.decode('latin-1')}, {forwarded_for}"
+                continue
+            if name in (b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"):
+                continue
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        headers += [
+            ("X-Forwarded-For", forwarded_for),
+            ("X-Forwarded-Proto", scope.get("scheme", "http")),
+            ("X-Forwarded-Host", original_host),
+            ("X-Request-ID", record["client_request_id"] or record["request_id"]),
+            ("X-Portico-Application-Id", str(key.application_id)),
+            ("X-Portico-Tenant-Id", str(key.tenant_id)),
+        ]
+        return headers
+
+    async def _proxy(
+        self, scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
+    ) -> int:
+        method = record["method"]
+        balancer: Balancer = self.balancers.for_route(route)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        raw_rest = raw_path[len(route.base_path) :] or b"/"
+        query = scope["query_string"]
+        suffix = raw_rest.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        upstream_headers = self._upstream_headers(scope, key, key_header, record)
+        timeout = aiohttp.ClientTimeout(
+            total=route.total_timeout, sock_connect=route.connect_timeout, sock_read=route.read_timeout
+        )
+
+        body_state = {"bytes": 0, "too_large": False, "client_gone": False}
+        limit = route.max_request_bytes
+
+        async def request_body():
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    body_state["client_gone"] = True
+                    raise ClientGone()
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                body_state["bytes"] += len(chunk)
+                if body_state["bytes"] > limit:
+                    body_state["too_large"] = True
+                    raise BodyTooLarge()
+                if chunk:
+                    yield chunk
+
+        attempts = 1 + (route.retries if (method in IDEMPOTENT and not has_body) else 0)
+        tried: list[str] = []
+        upstream_started = time.perf_counter()
+        response = None
+        target = None
+        for _attempt in range(attempts):
+            target = balancer.pick(tuple(tried))
+            if target is None:
+                break
+            tried.append(target.url)
+            target.active += 1
+            try:
+                response = await self.session.request(
+                    method,
+                    URL(target.url + suffix, encoded=True),
+                    headers=upstream_headers,
+                    data=request_body() if has_body else None,
+                    allow_redirects=False,
+                    timeout=timeout,
+                )
+                record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
+                break
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                target.active -= 1
+                record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
+                metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+                return await self._refuse(
+                    send, record, headers_out, 504, "upstream_timeout", "The upstream did not answer in time.", method
+                )
+            except Exception as error:
+                target.active -= 1
+                record["bytes_in"] = body_state["bytes"]
+                if body_state["too_large"]:
+                    return await self._refuse(
+                        send,
+                        record,
+                        headers_out,
+                        413,
+                        "request_too_large",
+                        f"The request body exceeds {limit} bytes.",
+                        method,
+                    )
+                if body_state["client_gone"]:
+                    record["error_code"] = "client_disconnected"
+                    return 499
+                if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError):
+                    balancer.report_connect_failure(target)
+                    metrics.UPSTREAM_ERRORS.labels("connect").inc()
+                    continue
+                metrics.UPSTREAM_ERRORS.labels("protocol").inc()
+                log.warning("upstream %s failed: %r", target.url, error)
+                return await self._refuse(
+                    send, record, headers_out, 502, "bad_gateway", "The upstream failed to answer.", method
+                )
+
+        if response is None:
+            record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
+            if not tried:
+                return await self._refuse(
+                    send, record, headers_out, 503, "no_upstream", "This API has no upstream target.", method
+                )
+            return await self._refuse(
+                send, record, headers_out, 502, "upstream_unreachable", "No upstream target could be reached.", method
+            )
+
+        try:
+            return await self._relay(send, record, headers_out, response, balancer, target, cache_key, route, method)
+        finally:
+            target.active -= 1
+            response.release()
+            record["bytes_in"] = body_state["bytes"]
+
+    async def _relay(self, send, record, headers_out, response, balancer, target, cache_key, route, method) -> int:
+        status = response.status
+        if status >= 500:
+            balancer.report_server_error(target)
+        else:
+            balancer.report_success(target)
+        headers = [(name.lower(), value) for name, value in response.raw_headers if name.lower() not in HOP_BY_HOP]
+        store_ttl = None
+        if cache_key is not None:
+            store_ttl = self.cache.ttl_for(status, headers, route.cache_ttl)
+        await send({"type": "http.response.start", "status": status, "headers": [*headers, *headers_out]})
+        sent = 0
+        kept: list[bytes] | None = [] if store_ttl else None
+        try:
+            async for chunk in response.content.iter_any():
+                sent += len(chunk)
+                if kept is not None:
+                    if sent <= self.cache.max_body_bytes:
+                        kept.append(chunk)
+                    else:
+                        kept = None
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (TimeoutError, aiohttp.ClientError) as error:
+            # The answer had started; all we can do is cut it short and say so in the log.
+            record["error_code"] = "upstream_timeout" if isinstance(error, TimeoutError) else "upstream_broken"
+            record["bytes_out"] = sent
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b""})
+            return status
+        record["bytes_out"] = sent
+        if kept is not None and store_ttl:
+            await self.cache.store(cache_key, CachedResponse(status, headers, b"".join(kept)), store_ttl)
+        return status
+
+
+# -- operations endpoints -----------------------------------------------------------------
+
+
+async def _healthz(gateway: Gateway, send, method):
+    await send_json(send, 200, b'{"status":"ok"}', [])
+
+
+async def _readyz(gateway: Gateway, send, method):
+    redis_ok = False
+    with contextlib.suppress(RedisError, OSError, AttributeError):
+        redis_ok = bool(await gateway.redis.ping())
+    loaded = gateway.snapshot is not EMPTY
+    body = (
+        f'{{"status":"{"ready" if redis_ok and loaded else "not_ready"}","config_loaded":{str(loaded).lower()},'
+        f'"config_version":{gateway.snapshot.version},"redis":{str(redis_ok).lower()},'
+        f'"routes":{gateway.snapshot.route_count},"pid":{os.getpid()}}}'
+    ).encode()
+    await send_json(send, 200 if redis_ok and loaded else 503, body, [])
+
+
+async def _metrics(gateway: Gateway, send, method):
+    body, content_type = metrics.render()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            "status": 200,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": payload})
+    await send({"type": "http.response.body", "body": body})
+
+
+OPS_PATHS = {"/healthz": _healthz, "/readyz": _readyz, "/metrics": _metrics}
+
+app = Gateway()

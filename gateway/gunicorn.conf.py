@@ -2,11 +2,29 @@
 
 import multiprocessing
 import os
+import shutil
+from pathlib import Path
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("GATEWAY_WORKERS", multiprocessing.cpu_count()))
-worker_class = "uvicorn.workers.UvicornWorker"
+worker_class = "gateway.worker.GatewayWorker"
 keepalive = 75
+# In-flight requests get this long to finish on reload or shutdown before workers are killed.
 graceful_timeout = int(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", "30"))
 timeout = 120
-accesslog = None
+accesslog = None  # every call is in the call log already
+
+_var = Path(os.environ.get("PORTICO_VAR_DIR", "var"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_var / "prometheus-gateway"))
+
+
+def on_starting(server):
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
