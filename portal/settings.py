@@ -166,7 +166,9 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "ingest-call-logs": {"task": "analytics.ingest_call_logs", "schedule": 5.0},
+}
 
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "portal.views.errors.ratelimited"
