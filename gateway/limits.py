@@ -51,11 +51,12 @@ ALLOW_UNLIMITED = LimitDecision(True, [])
 LIMIT_SCRIPT = """
 local now = tonumber(ARGV[1])
 local nrate = tonumber(ARGV[2])
-local out = {}
 local refused = 0
 local wait = 0
-local tats = {}
-local counts = {}
+local writes = {}
+local if_counted = {}
+local if_refused = {}
+local resets = {}
 local a = 3
 for i = 1, #KEYS do
   if i <= nrate then
@@ -64,37 +65,45 @@ for i = 1, #KEYS do
     local tat = tonumber(redis.call('GET', KEYS[i]) or now)
     if tat < now then tat = now end
     local new_tat = tat + interval
+    if_refused[i] = math.floor((period - (tat - now)) / interval)
     if new_tat - period > now then
       if refused == 0 then refused = i; wait = new_tat - period - now end
-      out[#out + 1] = 0
-      out[#out + 1] = math.ceil(tat - now)
+      if_counted[i] = 0
+      resets[i] = math.ceil(tat - now)
     else
-      tats[i] = new_tat
-      out[#out + 1] = math.floor((period - (new_tat - now)) / interval)
-      out[#out + 1] = math.ceil(new_tat - now)
+      writes[i] = {'rate', new_tat}
+      if_counted[i] = math.floor((period - (new_tat - now)) / interval)
+      resets[i] = math.ceil(new_tat - now)
     end
   else
     local limit = tonumber(ARGV[a]); local expire_at = tonumber(ARGV[a + 1]); a = a + 2
     local used = tonumber(redis.call('GET', KEYS[i]) or 0)
+    if_refused[i] = limit - used
     if used >= limit then
       if refused == 0 then refused = i; wait = expire_at * 1000 - now end
-      out[#out + 1] = 0
+      if_counted[i] = 0
     else
-      counts[i] = expire_at
-      out[#out + 1] = limit - used - 1
+      writes[i] = {'quota', expire_at}
+      if_counted[i] = limit - used - 1
     end
-    out[#out + 1] = expire_at * 1000 - now
+    resets[i] = expire_at * 1000 - now
   end
+end
+local out = {refused == 0 and 1 or 0, refused, wait}
+for i = 1, #KEYS do
+  -- A refused request is not counted, so every policy reports what it had before it.
+  out[#out + 1] = refused == 0 and if_counted[i] or if_refused[i]
+  out[#out + 1] = resets[i]
 end
 if refused == 0 then
-  for i, tat in pairs(tats) do redis.call('SET', KEYS[i], tat, 'PX', math.ceil(tat - now) + 1000) end
-  for i, expire_at in pairs(counts) do
-    redis.call('INCR', KEYS[i]); redis.call('EXPIREAT', KEYS[i], expire_at + 3600)
+  for i, w in pairs(writes) do
+    if w[1] == 'rate' then
+      redis.call('SET', KEYS[i], w[2], 'PX', math.ceil(w[2] - now) + 1000)
+    else
+      redis.call('INCR', KEYS[i]); redis.call('EXPIREAT', KEYS[i], w[2] + 3600)
+    end
   end
 end
-table.insert(out, 1, wait)
-table.insert(out, 1, refused)
-table.insert(out, 1, refused == 0 and 1 or 0)
 return out
 """
 
@@ -164,9 +173,10 @@ class _LocalLimiter:
         self._state: dict[str, float] = {}
 
     def run(self, keys: list[str], args: list) -> list:
+        """The Lua script's logic, in Python, over this process's memory."""
         now = float(args[0])
         nrate = int(args[1])
-        out, refused, wait, writes, a = [], 0, 0.0, {}, 2
+        refused, wait, writes, if_counted, if_refused, resets, a = 0, 0.0, {}, [], [], [], 2
         for i, key in enumerate(keys, start=1):
             if i <= nrate:
                 period, limit = float(args[a]), float(args[a + 1])
@@ -174,30 +184,38 @@ class _LocalLimiter:
                 interval = period / limit
                 tat = max(self._state.get(key, now), now)
                 new_tat = tat + interval
+                if_refused.append(math.floor((period - (tat - now)) / interval))
                 if new_tat - period > now:
                     if not refused:
                         refused, wait = i, new_tat - period - now
-                    out += [0, math.ceil(tat - now)]
+                    if_counted.append(0)
+                    resets.append(math.ceil(tat - now))
                 else:
                     writes[key] = new_tat
-                    out += [math.floor((period - (new_tat - now)) / interval), math.ceil(new_tat - now)]
+                    if_counted.append(math.floor((period - (new_tat - now)) / interval))
+                    resets.append(math.ceil(new_tat - now))
             else:
                 limit, expire_at = int(args[a]), int(args[a + 1])
                 a += 2
                 used = self._state.get(key, 0)
+                if_refused.append(limit - used)
                 if used >= limit:
                     if not refused:
                         refused, wait = i, expire_at * 1000 - now
-                    out.append(0)
+                    if_counted.append(0)
                 else:
                     writes[key] = used + 1
-                    out.append(limit - used - 1)
-                out.append(expire_at * 1000 - now)
+                    if_counted.append(limit - used - 1)
+                resets.append(expire_at * 1000 - now)
         if not refused:
             self._state.update(writes)
             if len(self._state) > 100_000:  # an outage should not grow memory without bound
                 self._state.clear()
-        return [0 if refused else 1, refused, wait, *out]
+        remaining = if_refused if refused else if_counted
+        out = [0 if refused else 1, refused, wait]
+        for r, t in zip(remaining, resets, strict=True):
+            out += [r, t]
+        return out
 
 
 class PlanLimiter:
