@@ -37,8 +37,10 @@ def server_args(port: int, data_dir: Path, *, persist: bool = True) -> list[str]
         "--bind", "127.0.0.1",
         "--dir", str(data_dir),
         "--protected-mode", "yes",
-        "--save", "60 1" if persist else "",
-        "--appendonly", "no",
+        "--save", "",
+        # The append-only file survives restarts (and SIGTERM) where an RDB snapshot may not.
+        "--appendonly", "yes" if persist else "no",
+        "--appendfsync", "everysec",
         "--loglevel", "warning",
     ]  # fmt: skip
     return args
