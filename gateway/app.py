@@ -19,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from yarl import URL
 
@@ -80,7 +82,11 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
-        self.redis = aioredis.Redis.from_url(s.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=0.5)
+        # No client-side retries: a request must not wait out backoffs; the limiter's breaker
+        # and the fail-open policy handle a Redis that is away.
+        self.redis = aioredis.Redis.from_url(
+            s.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         self.limiter = PlanLimiter(
             self.redis, on_redis_failure=os.environ.get("GATEWAY_LIMITS_ON_REDIS_FAILURE", "open")
         )

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ class CallLogBuffer:
 
     async def start(self) -> None:
         self._spool_dir.mkdir(parents=True, exist_ok=True)
-        self._redis = aioredis.Redis.from_url(self._redis_url, socket_timeout=2, socket_connect_timeout=1)
+        self._redis = aioredis.Redis.from_url(
+            self._redis_url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
         self._claim_orphaned_spools()
         self._task = asyncio.create_task(self._run(), name="call-log-flusher")
 

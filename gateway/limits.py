@@ -257,7 +257,7 @@ class PlanLimiter:
                 result = await self._eval(keys, args)
             except (RedisError, OSError) as error:
                 # Stop asking a dead Redis on every request: a breaker keeps the outage cheap.
-                self._redis_down_until = now + self.BREAKER_SECONDS
+                self._redis_down_until = time.time() + self.BREAKER_SECONDS
                 log.warning("plan limits: Redis unreachable (%s); policy is fail-%s", error, self._on_failure)
         if result is None:
             if self._on_failure == "closed":
