@@ -1,0 +1,85 @@
+"""Load generation: wrk for throughput, and a paced generator for latency at a fixed rate."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+
+import aiohttp
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_binary() -> str | None:
+    return shutil.which("wrk")
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, *, seconds: int, connections: int, threads: int = 2, headers: dict | None = None) -> dict:
+    """Closed-loop maximum throughput, with wrk's latency distribution."""
+    args = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+async def _paced(url: str, rate: int, seconds: float, headers: dict, connections: int) -> list[float]:
+    """Send at a fixed schedule; latency counts from the scheduled time, so a stall is not
+    hidden by the generator waiting for it (no coordinated omission)."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def one(scheduled: float):
+            nonlocal errors
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    if errors:
+        raise RuntimeError(f"{errors} requests failed during the fixed-rate run against {url}")
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fixed_rate(url: str, *, rate: int, seconds: float, headers: dict | None = None, connections: int = 32) -> dict:
+    latencies = asyncio.run(_paced(url, rate, seconds, headers or {}, connections))
+    return {"p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99), "n": len(latencies)}

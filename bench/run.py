@@ -1,0 +1,112 @@
+"""Benchmark the gateway against direct calls and an nginx proxy on the same upstream.
+
+``make bench`` (or ``python -m bench.run``). Everything runs on loopback, on this machine,
+in one run, so the figures that matter are the ratios between rows, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import load, servers
+
+TARGET_RATIO = 0.30
+TARGET_ADDED_P99_MS = 3.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per target")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=1000, help="requests/s of the fixed-rate latency run")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(), help="gateway workers")
+    parser.add_argument("--out", default="var/bench/results.json")
+    options = parser.parse_args(argv)
+
+    if not load.wrk_binary() or not servers.nginx_binary():
+        print("The benchmark needs wrk and nginx: apt-get install wrk nginx-light (make bench does it as root).")
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    processes = []
+    try:
+        upstream, upstream_url = servers.start_upstream(workdir)
+        processes.append(upstream)
+        proxy, proxy_url = servers.start_reference_proxy(workdir, upstream_url)
+        processes.append(proxy)
+        gateway_processes, gateway_url, secret = servers.start_portico(workdir, upstream_url, options.workers)
+        processes.extend(gateway_processes)
+        auth = {"Authorization": f"Bearer {secret}"}
+        targets = {
+            "direct": (upstream_url + "/bench/x", {}),
+            "nginx": (proxy_url + "/bench/x", {}),
+            "portico": (gateway_url + "/bench/x", auth),
+        }
+
+        results: dict = {"throughput": {}, "fixed_rate": {}}
+        for name, (url, headers) in targets.items():
+            load.wrk(url, seconds=2, connections=options.connections, headers=headers)  # warm-up
+            results["throughput"][name] = load.wrk(
+                url, seconds=options.seconds, connections=options.connections, headers=headers
+            )
+            time.sleep(1)
+        for name in ("direct", "portico"):
+            url, headers = targets[name]
+            load.fixed_rate(url, rate=options.rate, seconds=2, headers=headers)  # warm-up
+            results["fixed_rate"][name] = load.fixed_rate(
+                url, rate=options.rate, seconds=options.rate_seconds, headers=headers
+            )
+    except Exception:
+        servers.stop_all(processes)
+        print(f"The benchmark failed; logs are kept in {workdir}", file=sys.stderr)
+        raise
+    servers.stop_all(processes)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    throughput, fixed = results["throughput"], results["fixed_rate"]
+    ratio = throughput["portico"]["rps"] / throughput["nginx"]["rps"]
+    added_p50 = fixed["portico"]["p50_ms"] - fixed["direct"]["p50_ms"]
+    added_p99 = fixed["portico"]["p99_ms"] - fixed["direct"]["p99_ms"]
+    results["summary"] = {
+        "portico_over_nginx_rps": round(ratio, 3),
+        "portico_over_direct_rps": round(throughput["portico"]["rps"] / throughput["direct"]["rps"], 3),
+        "added_p50_ms_at_rate": round(added_p50, 3),
+        "added_p99_ms_at_rate": round(added_p99, 3),
+        "rate": options.rate,
+        "gateway_workers": options.workers,
+    }
+
+    print()
+    print(f"wrk, {options.connections} connections, {options.seconds}s each, gateway workers: {options.workers}")
+    print(f"{'target':<10}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for name, row in throughput.items():
+        print(f"{name:<10}{row['rps']:>12,.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['non_2xx']:>10}")
+    print()
+    print(f"fixed rate {options.rate} req/s for {options.rate_seconds:.0f}s (latency from the scheduled send time)")
+    for name, row in fixed.items():
+        print(f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms")
+    print()
+    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    print(f"Portico / nginx requests/s: {ratio:.2f}x   (target >= {TARGET_RATIO:.2f}x: {verdict})")
+    verdict = "PASS" if added_p99 <= TARGET_ADDED_P99_MS else "FAIL"
+    print(
+        f"added latency at {options.rate} req/s: p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms "
+        f"(target p99 <= {TARGET_ADDED_P99_MS:.0f} ms: {verdict})"
+    )
+    out = Path(options.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The processes a benchmark run needs: an nginx upstream, an nginx reference proxy, and
+Portico's gateway with full policy against a throwaway database and Redis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from portal import embedded_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  keepalive_requests 1000000;
+  {body}
+}}
+"""
+
+UPSTREAM_BODY = """
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+  }}
+"""
+
+PROXY_BODY = """
+  upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+"""
+
+
+def wait_for(url: str, headers: dict | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, headers=headers, timeout=0.5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def start_nginx(workdir: Path, body: str, workers: int = 1) -> subprocess.Popen:
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(workers=workers, dir=workdir, body=body))
+    return subprocess.Popen([nginx_binary(), "-c", str(conf), "-p", str(workdir)], stderr=subprocess.DEVNULL)
+
+
+def start_upstream(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = embedded_redis.free_port()
+    process = start_nginx(workdir / "upstream", UPSTREAM_BODY.format(port=port))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/")
+    return process, url
+
+
+def start_reference_proxy(workdir: Path, upstream_url: str) -> tuple[subprocess.Popen, str]:
+    port = embedded_redis.free_port()
+    upstream_port = int(upstream_url.rsplit(":", 1)[1])
+    process = start_nginx(workdir / "proxy", PROXY_BODY.format(port=port, upstream_port=upstream_port))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/")
+    return process, url
+
+
+def portico_env(workdir: Path, redis_port: int) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PORTICO_VAR_DIR": str(workdir / "var"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+    }
+
+
+SEED = """
+from django.contrib.auth import get_user_model
+from portal.models import *
+from portal.services import keys, lifecycle, subscriptions
+staff = get_user_model().objects.create_user("bench-admin", is_staff=True)
+dev = get_user_model().objects.create_user("bench-dev")
+tenant = Tenant.objects.create(name="Bench", slug="bench")
+Membership.objects.create(user=dev, tenant=tenant, role=Role.OWNER)
+api = Api.objects.create(slug="bench", name="Bench", owner=tenant)
+version = ApiVersion.objects.create(api=api, version="v1", base_path="/bench")
+UpstreamTarget.objects.create(version=version, url=UPSTREAM)
+lifecycle.publish_version(version, staff)
+# A limit that is evaluated on every request but never reached: full policy, no refusals.
+plan = Plan.objects.create(api=api, name="Bench", requests_per_second=10_000_000, daily_quota=1_000_000_000)
+app = Application.objects.create(tenant=tenant, name="Bench client")
+subscriptions.request_subscription(app, api, plan, dev)
+_key, secret = keys.create_api_key(app, dev)
+print(secret)
+"""
+
+
+def start_portico(workdir: Path, upstream_url: str, workers: int) -> tuple[list[subprocess.Popen], str, str]:
+    redis_port = embedded_redis.free_port()
+    redis_process = embedded_redis.start(redis_port, workdir / "redis")
+    env = portico_env(workdir, redis_port)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    seeded = subprocess.run(
+        [*manage, "shell", "-c", f"UPSTREAM={upstream_url!r}\n" + SEED],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    secret = seeded.stdout.strip().splitlines()[-1]
+    port = embedded_redis.free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway.app:app"],
+        env={**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_WORKERS": str(workers)},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115 - lives as long as the process
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/bench/x", headers={"Authorization": f"Bearer {secret}"})
+    return [gateway, redis_process], url, secret
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
