@@ -17,19 +17,17 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from yarl import URL
 
 from gateway import metrics
 from gateway.auth import AuthFailure, authenticate, presented_key
 from gateway.cache import CachedResponse, ResponseCache
 from gateway.calllog import CallLogBuffer
 from gateway.errors import error_body, send_json
+from gateway.httpclient import UpstreamConnectError, UpstreamPool, UpstreamProtocolError
 from gateway.limits import AuthFailureLimiter, PlanLimiter
+from gateway.redisconn import FastRedis
 from gateway.snapshot import EMPTY, Snapshot, build_snapshot
 from gateway.upstreams import Balancer, BalancerRegistry
 
@@ -49,6 +47,8 @@ HOP_BY_HOP = frozenset(
         b"date",  # uvicorn sets a fresh one
     }
 )
+# Set by the gateway itself: a client's values are replaced (X-Forwarded-For is extended).
+FORWARDING_HEADERS = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 POLL_SECONDS = 0.5
@@ -76,7 +76,7 @@ class Gateway:
         self.balancers = BalancerRegistry()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self.redis: aioredis.Redis | None = None
+        self.redis: FastRedis | None = None
 
     # -- lifespan -----------------------------------------------------------------------
 
@@ -84,9 +84,7 @@ class Gateway:
         s = self.settings
         # No client-side retries: a request must not wait out backoffs; the limiter's breaker
         # and the fail-open policy handle a Redis that is away.
-        self.redis = aioredis.Redis.from_url(
-            s.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
-        )
+        self.redis = FastRedis(s.REDIS_URL, timeout=1.0, connect_timeout=0.5)
         self.limiter = PlanLimiter(
             self.redis, on_redis_failure=os.environ.get("GATEWAY_LIMITS_ON_REDIS_FAILURE", "open")
         )
@@ -98,12 +96,7 @@ class Gateway:
         self.cache = ResponseCache(self.redis)
         self.calllog = CallLogBuffer(s.REDIS_URL, s.PORTICO_CALL_LOG_STREAM, Path(s.VAR_DIR) / "spool")
         await self.calllog.start()
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300),
-            auto_decompress=False,  # bodies pass through byte for byte
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
-        )
+        self.upstream = UpstreamPool()
         await self._reload()
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
@@ -117,7 +110,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.calllog.stop()
-        await self.session.close()
+        self.upstream.close()
         await self.redis.aclose()
 
     # -- configuration ------------------------------------------------------------------
@@ -363,34 +356,49 @@ class Gateway:
             scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
         )
 
-    def _upstream_headers(self, scope, key, key_header, record) -> list[tuple[str, str]]:
-        connection_tokens = set()
-        for name, value in scope["headers"]:
+    def _upstream_head(self, scope, method: str, target, raw_rest: bytes, key, key_header, record, chunked: bool):
+        """The request head sent upstream: hop-by-hop and the consumer's key removed,
+        X-Forwarded-* and the consumer's identity added."""
+        headers = scope["headers"]
+        connection_tokens = ()
+        for name, value in headers:
             if name == b"connection":
-                connection_tokens = {t.strip().lower().encode() for t in value.decode("latin-1").split(",")}
-        forwarded_for = scope["client"][0] if scope.get("client") else ""
-        headers = []
-        original_host = ""
-        for name, value in scope["headers"]:
-            if name in HOP_BY_HOP or name in connection_tokens or name == key_header or name == b"host":
-                if name == b"host":
-                    original_host = value.decode("latin-1")
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for = f"{value.decode('latin-1')}, {forwarded_for}"
-                continue
-            if name in (b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"):
-                continue
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        headers += [
-            ("X-Forwarded-For", forwarded_for),
-            ("X-Forwarded-Proto", scope.get("scheme", "http")),
-            ("X-Forwarded-Host", original_host),
-            ("X-Request-ID", record["client_request_id"] or record["request_id"]),
-            ("X-Portico-Application-Id", str(key.application_id)),
-            ("X-Portico-Tenant-Id", str(key.tenant_id)),
+                connection_tokens = {t.strip().lower() for t in value.split(b",")}
+        forwarded_for = record["client_ip"].encode()
+        original_host = b""
+        lines = [
+            b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
+            % (
+                method.encode(),
+                target.path_prefix,
+                raw_rest,
+                b"?" + scope["query_string"] if scope["query_string"] else b"",
+                target.host_header,
+            )
         ]
-        return headers
+        for name, value in headers:
+            if name in HOP_BY_HOP or name == key_header or name in connection_tokens:
+                continue
+            if name == b"host":
+                original_host = value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value + b", " + forwarded_for
+            elif name not in FORWARDING_HEADERS:
+                lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(
+            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nx-request-id: %s\r\n"
+            b"x-portico-application-id: %d\r\nx-portico-tenant-id: %d\r\n%s\r\n"
+            % (
+                forwarded_for,
+                scope.get("scheme", "http").encode(),
+                original_host,
+                (record["client_request_id"] or record["request_id"]).encode(),
+                key.application_id,
+                key.tenant_id,
+                b"transfer-encoding: chunked\r\n" if chunked else b"",
+            )
+        )
+        return b"".join(lines)
 
     async def _proxy(
         self, scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
@@ -399,12 +407,8 @@ class Gateway:
         balancer: Balancer = self.balancers.for_route(route)
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_rest = raw_path[len(route.base_path) :] or b"/"
-        query = scope["query_string"]
-        suffix = raw_rest.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        upstream_headers = self._upstream_headers(scope, key, key_header, record)
-        timeout = aiohttp.ClientTimeout(
-            total=route.total_timeout, sock_connect=route.connect_timeout, sock_read=route.read_timeout
-        )
+        # A body without Content-Length (chunked from the client) goes upstream chunked too.
+        chunked_body = has_body and not any(name == b"content-length" for name, _ in scope["headers"])
 
         body_state = {"bytes": 0, "too_large": False, "client_gone": False}
         limit = route.max_request_bytes
@@ -429,33 +433,36 @@ class Gateway:
         tried: list[str] = []
         upstream_started = time.perf_counter()
         response = None
-        target = None
+        state = None
         for _attempt in range(attempts):
-            target = balancer.pick(tuple(tried))
-            if target is None:
+            state = balancer.pick(tuple(tried))
+            if state is None:
                 break
-            tried.append(target.url)
-            target.active += 1
+            tried.append(state.url)
+            target = state.target
+            state.active += 1
             try:
-                response = await self.session.request(
-                    method,
-                    URL(target.url + suffix, encoded=True),
-                    headers=upstream_headers,
-                    data=request_body() if has_body else None,
-                    allow_redirects=False,
-                    timeout=timeout,
+                response = await self.upstream.request(
+                    target.pool_key,
+                    self._upstream_head(scope, method, target, raw_rest, key, key_header, record, chunked_body),
+                    request_body() if has_body else None,
+                    chunked=chunked_body,
+                    head_request=method == "HEAD",
+                    connect_timeout=route.connect_timeout,
+                    read_timeout=route.read_timeout,
+                    total_timeout=route.total_timeout,
                 )
                 record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
                 break
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                target.active -= 1
+            except TimeoutError:
+                state.active -= 1
                 record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
                 metrics.UPSTREAM_ERRORS.labels("timeout").inc()
                 return await self._refuse(
                     send, record, headers_out, 504, "upstream_timeout", "The upstream did not answer in time.", method
                 )
             except Exception as error:
-                target.active -= 1
+                state.active -= 1
                 record["bytes_in"] = body_state["bytes"]
                 if body_state["too_large"]:
                     return await self._refuse(
@@ -470,12 +477,12 @@ class Gateway:
                 if body_state["client_gone"]:
                     record["error_code"] = "client_disconnected"
                     return 499
-                if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError):
-                    balancer.report_connect_failure(target)
+                if isinstance(error, UpstreamConnectError):
+                    balancer.report_connect_failure(state)
                     metrics.UPSTREAM_ERRORS.labels("connect").inc()
                     continue
                 metrics.UPSTREAM_ERRORS.labels("protocol").inc()
-                log.warning("upstream %s failed: %r", target.url, error)
+                log.warning("upstream %s failed: %r", state.url, error)
                 return await self._refuse(
                     send, record, headers_out, 502, "bad_gateway", "The upstream failed to answer.", method
                 )
@@ -491,19 +498,19 @@ class Gateway:
             )
 
         try:
-            return await self._relay(send, record, headers_out, response, balancer, target, cache_key, route, method)
+            return await self._relay(send, record, headers_out, response, balancer, state, cache_key, route, method)
         finally:
-            target.active -= 1
+            state.active -= 1
             response.release()
             record["bytes_in"] = body_state["bytes"]
 
-    async def _relay(self, send, record, headers_out, response, balancer, target, cache_key, route, method) -> int:
+    async def _relay(self, send, record, headers_out, response, balancer, state, cache_key, route, method) -> int:
         status = response.status
         if status >= 500:
-            balancer.report_server_error(target)
+            balancer.report_server_error(state)
         else:
-            balancer.report_success(target)
-        headers = [(name.lower(), value) for name, value in response.raw_headers if name.lower() not in HOP_BY_HOP]
+            balancer.report_success(state)
+        headers = [(name, value) for name, value in response.headers if name not in HOP_BY_HOP]
         store_ttl = None
         if cache_key is not None:
             store_ttl = self.cache.ttl_for(status, headers, route.cache_ttl)
@@ -511,7 +518,7 @@ class Gateway:
         sent = 0
         kept: list[bytes] | None = [] if store_ttl else None
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.iter_chunks():
                 sent += len(chunk)
                 if kept is not None:
                     if sent <= self.cache.max_body_bytes:
@@ -520,7 +527,7 @@ class Gateway:
                         kept = None
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except (TimeoutError, aiohttp.ClientError) as error:
+        except (TimeoutError, UpstreamConnectError, UpstreamProtocolError) as error:
             # The answer had started; all we can do is cut it short and say so in the log.
             record["error_code"] = "upstream_timeout" if isinstance(error, TimeoutError) else "upstream_broken"
             record["bytes_out"] = sent

@@ -304,7 +304,9 @@ class AuthFailureLimiter:
     async def record_failure(self, client_ip: str) -> None:
         key = f"portico:authfail:{client_ip}:{int(time.time()) // self.window}"
         try:
-            count, _ = await self._redis.pipeline(transaction=False).incr(key).expire(key, self.window * 2).execute()
+            count = await self._redis.incr(key)
+            if count == 1:
+                await self._redis.expire(key, self.window * 2)
         except (RedisError, OSError):
             count = None
         if count is not None and count >= self.max_failures:

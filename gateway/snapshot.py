@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 from gateway.limits import PlanLimits
 from gateway.routing import RouteTable
@@ -19,6 +20,18 @@ from gateway.routing import RouteTable
 class Target:
     url: str  # base URL without trailing slash
     weight: int
+    pool_key: tuple = ()  # (scheme, host, port) for the connection pool
+    path_prefix: bytes = b""  # the target URL's own path, prepended to the forwarded path
+    host_header: bytes = b""
+
+    @classmethod
+    def from_url(cls, url: str, weight: int) -> Target:
+        parsed = urlsplit(url.rstrip("/"))
+        scheme = parsed.scheme or "http"
+        port = parsed.port or (443 if scheme == "https" else 80)
+        default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+        host_header = parsed.hostname if default_port else f"{parsed.hostname}:{port}"
+        return cls(url.rstrip("/"), weight, (scheme, parsed.hostname, port), parsed.path.encode(), host_header.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +127,7 @@ def build_snapshot(config_version: int) -> Snapshot:
             .prefetch_related("targets")
         )
         for v in versions:
-            targets = tuple(Target(t.url.rstrip("/"), t.weight) for t in v.targets.all() if t.enabled)
+            targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
             routes.append(
                 Route(
                     api_id=v.api_id,

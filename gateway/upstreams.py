@@ -11,11 +11,21 @@ EJECT_SECONDS = 10.0
 
 
 class TargetState:
-    __slots__ = ("url", "weight", "current", "active", "connect_failures", "server_errors", "ejected_until")
+    __slots__ = (
+        "target",
+        "url",
+        "weight",
+        "current",
+        "active",
+        "connect_failures",
+        "server_errors",
+        "ejected_until",
+    )
 
-    def __init__(self, url: str, weight: int):
-        self.url = url
-        self.weight = weight
+    def __init__(self, target):
+        self.target = target  # the snapshot's Target: URL parts for the connection pool
+        self.url = target.url
+        self.weight = target.weight
         self.current = 0  # smooth weighted round-robin state
         self.active = 0  # in-flight requests (least connections)
         self.connect_failures = 0
@@ -92,7 +102,8 @@ class BalancerRegistry:
         old = {t.url: t for t in entry[1].targets} if entry else {}
         states = []
         for target in route.targets:
-            state = old.get(target.url) or TargetState(target.url, target.weight)
+            state = old.get(target.url) or TargetState(target)
+            state.target = target
             state.weight = target.weight
             states.append(state)
         balancer = Balancer(states, route.load_balancing == "least_connections")

@@ -5,4 +5,12 @@ from uvicorn.workers import UvicornWorker
 
 
 class GatewayWorker(UvicornWorker):
-    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "server_header": False, "date_header": True}
+    CONFIG_KWARGS = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "server_header": False,
+        "date_header": True,
+        # The gateway sets X-Forwarded-* itself; uvicorn's middleware would cost every request.
+        "proxy_headers": False,
+        "access_log": False,
+    }

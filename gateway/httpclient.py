@@ -1,0 +1,249 @@
+"""A lean HTTP/1.1 client for upstream traffic: keep-alive pools, streaming both ways.
+
+Why not aiohttp: on this class of machine a raw ASGI proxy built on aiohttp's client
+tops out at ~7k requests/s on two workers, most of it spent in aiohttp's request and
+response objects. This client does only what a proxy needs — write a request head, stream
+a body, parse the answer with httptools (the parser uvicorn uses) and hand body chunks
+over as they arrive — and is several times cheaper per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+
+import httptools
+
+READ_HIGH_WATER = 256 * 1024  # pause the upstream socket when this much is unread
+
+
+class UpstreamConnectError(Exception):
+    """The request did not reach the upstream (refused, unreachable, or a stale keep-alive
+    connection closed before answering): safe to retry elsewhere for idempotent requests."""
+
+
+class UpstreamProtocolError(Exception):
+    """The upstream answered with something that is not HTTP/1.1."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, pool_key):
+        self.pool_key = pool_key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.head_request = False
+        self.busy = False  # a request is in flight: only then do failures concern anyone
+        self._reset()
+
+    def _reset(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.status = 0
+        self.headers_done: asyncio.Future | None = asyncio.get_event_loop().create_future()
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.got_bytes = False
+        self.reader_waiting: asyncio.Future | None = None
+        self.paused = False
+        self.error: Exception | None = None
+
+    # asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamProtocolError("upstream switched protocols"))
+        except httptools.HttpParserError as error:
+            self._fail(UpstreamProtocolError(f"invalid HTTP from upstream: {error}"))
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if not self.complete:
+            if not self.got_bytes:
+                self._fail(UpstreamConnectError("upstream closed the connection before answering"))
+            else:
+                self._fail(UpstreamProtocolError("upstream closed the connection mid-answer"))
+
+    def _fail(self, error: Exception) -> None:
+        self.error = error
+        if self.transport is not None and error is not None and not self.busy:
+            self.transport.abort()
+            return
+        if self.headers_done is not None and not self.headers_done.done():
+            self.headers_done.set_exception(error)
+        self._wake_reader()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake_reader(self) -> None:
+        waiter = self.reader_waiting
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # httptools callbacks --------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.status < 200:  # 1xx interim answers: wait for the final one
+            self.headers = []
+            return
+        if self.head_request:
+            self.complete = True
+        if not self.headers_done.done():
+            self.headers_done.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > READ_HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200:
+            self.complete = True
+            self._wake_reader()
+
+
+class UpstreamResponse:
+    __slots__ = ("status", "headers", "_conn", "_pool", "_read_timeout", "_deadline")
+
+    def __init__(self, conn: _Connection, pool: UpstreamPool, read_timeout: float, deadline: float):
+        self.status = conn.status
+        self.headers = conn.headers
+        self._conn = conn
+        self._pool = pool
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        loop = asyncio.get_running_loop()
+        while True:
+            if conn.chunks:
+                chunk = conn.chunks.popleft()
+                conn.buffered -= len(chunk)
+                if conn.paused and conn.buffered < READ_HIGH_WATER // 2:
+                    conn.paused = False
+                    conn.transport.resume_reading()
+                yield chunk
+                continue
+            if conn.complete:
+                return
+            if conn.error is not None:
+                raise conn.error
+            conn.reader_waiting = loop.create_future()
+            timeout = min(self._read_timeout, self._deadline - loop.time())
+            if timeout <= 0:
+                raise TimeoutError("upstream total timeout")
+            await asyncio.wait_for(conn.reader_waiting, timeout)
+            conn.reader_waiting = None
+
+    def release(self) -> None:
+        """Return the connection to the pool when the exchange finished cleanly."""
+        conn = self._conn
+        reusable = conn.complete and not conn.closed and not conn.head_request and conn.parser.should_keep_alive()
+        self._pool.give_back(conn, reusable)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per (scheme, host, port)."""
+
+    def __init__(self, *, max_idle_per_host: int = 256):
+        self._idle: dict[tuple, list[_Connection]] = {}
+        self._max_idle = max_idle_per_host
+        self._ssl = ssl.create_default_context()
+
+    def give_back(self, conn: _Connection, reusable: bool) -> None:
+        conn.busy = False
+        if reusable:
+            idle = self._idle.setdefault(conn.pool_key, [])
+            if len(idle) < self._max_idle:
+                conn._reset()
+                idle.append(conn)
+                return
+        if conn.transport is not None:
+            conn.transport.close()
+
+    async def _connect(self, key, timeout: float) -> _Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(key),
+                    host,
+                    port,
+                    ssl=self._ssl if scheme == "https" else None,
+                    server_hostname=host if scheme == "https" else None,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise
+        except OSError as error:
+            raise UpstreamConnectError(f"cannot connect to {host}:{port}: {error}") from error
+        return conn
+
+    async def request(
+        self,
+        key: tuple,
+        head: bytes,
+        body: AsyncIterator[bytes] | None,
+        *,
+        chunked: bool,
+        head_request: bool,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float,
+    ) -> UpstreamResponse:
+        """Send one request; returns once the answer's head has arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total_timeout
+        idle = self._idle.get(key)
+        conn = None
+        while idle:
+            candidate = idle.pop()
+            if not candidate.closed:
+                conn = candidate
+                break
+        if conn is None:
+            conn = await self._connect(key, min(connect_timeout, total_timeout))
+        conn.head_request = head_request
+        conn.busy = True
+        try:
+            conn.transport.write(head)
+            if body is not None:
+                async for chunk in body:
+                    if conn.closed:
+                        raise conn.error or UpstreamConnectError("upstream closed the connection")
+                    conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if chunked:
+                    conn.transport.write(b"0\r\n\r\n")
+            timeout = min(read_timeout, deadline - loop.time())
+            await asyncio.wait_for(asyncio.shield(conn.headers_done), timeout)
+        except BaseException:
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.abort()
+            raise
+        return UpstreamResponse(conn, self, read_timeout, deadline)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                if conn.transport is not None:
+                    conn.transport.close()
+        self._idle.clear()
