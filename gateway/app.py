@@ -131,6 +131,13 @@ class Gateway:
             return
         self.snapshot = snapshot  # one reference swap: requests see the old or the new table, never a mix
         self._last_full_reload = time.monotonic()
+        log.info(
+            "config version %s loaded: %d routes, %d keys, %d grants",
+            snapshot.version,
+            snapshot.route_count,
+            len(snapshot.keys),
+            len(snapshot.grants),
+        )
 
     async def _watch_config(self) -> None:
         """Reload when the version changes (pub/sub wakes us; polling is the fallback)."""
@@ -515,6 +522,12 @@ class Gateway:
         if cache_key is not None:
             store_ttl = self.cache.ttl_for(status, headers, route.cache_ttl)
         await send({"type": "http.response.start", "status": status, "headers": [*headers, *headers_out]})
+        if response.complete_in_one_chunk() and not store_ttl:
+            # A small answer that has fully arrived: one body message instead of two.
+            body = response.take_all()
+            record["bytes_out"] = len(body)
+            await send({"type": "http.response.body", "body": body})
+            return status
         sent = 0
         kept: list[bytes] | None = [] if store_ttl else None
         try:

@@ -151,6 +151,16 @@ class UpstreamResponse:
             await asyncio.wait_for(conn.reader_waiting, timeout)
             conn.reader_waiting = None
 
+    def complete_in_one_chunk(self) -> bool:
+        conn = self._conn
+        return conn.complete and len(conn.chunks) <= 1
+
+    def take_all(self) -> bytes:
+        conn = self._conn
+        body = conn.chunks.popleft() if conn.chunks else b""
+        conn.buffered = 0
+        return body
+
     def release(self) -> None:
         """Return the connection to the pool when the exchange finished cleanly."""
         conn = self._conn

@@ -37,7 +37,15 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiters: deque[asyncio.Future] = deque()
+        self.outgoing: list[bytes] = []
+        self.flush_scheduled = False
         self.closed = False
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.outgoing and not self.closed:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
 
     def connection_made(self, transport):
         self.transport = transport
@@ -113,9 +121,14 @@ class FastRedis:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connection()
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         protocol.waiters.append(waiter)
-        protocol.transport.write(_encode(args))
+        # Commands issued in the same loop iteration leave in one write (one syscall).
+        protocol.outgoing.append(_encode(args))
+        if not protocol.flush_scheduled:
+            protocol.flush_scheduled = True
+            loop.call_soon(protocol.flush)
         try:
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError as error:
