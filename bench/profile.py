@@ -27,12 +27,14 @@ def worker_pids(master_pid: int) -> list[int]:
     return [int(pid) for pid in children]
 
 
-def record(pid: int, seconds: int, out: Path) -> None:
+def record(pid: int, seconds: int, out: Path, native: bool) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.unlink(missing_ok=True)  # a failed sampling must not leave an older run's stacks to be read
     subprocess.run(
         [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
-        + ["--format", "raw", "--output", str(out), "--nonblocking"],
-        check=True,
+        + ["--format", "raw", "--output", str(out), "--nonblocking"]
+        + (["--native"] if native else []),
+        check=False,
         capture_output=True,
     )
 
@@ -42,6 +44,9 @@ def summarise(stacks: list[Path], top: int) -> str:
     inclusive: collections.Counter = collections.Counter()
     total = 0
     for path in stacks:
+        if not path.exists():
+            lines_missing = f"py-spy wrote no samples to {path} (is ptrace allowed? try --native off)"
+            raise RuntimeError(lines_missing)
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             # "function (path:line)" -> "function (path)": one row per function, whatever the line.
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--native", action="store_true", help="include C frames (uvloop, syscalls)")
     parser.add_argument("--out", default="var/bench")
     options = parser.parse_args(argv)
 
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         pids = worker_pids(gateway_processes[0].pid)
         stacks = [out / f"profile-worker-{i}.txt" for i in range(len(pids))]
         samplers = [
-            threading.Thread(target=record, args=(pid, options.seconds - 2, path))
+            threading.Thread(target=record, args=(pid, options.seconds - 2, path, options.native))
             for pid, path in zip(pids, stacks, strict=True)
         ]
         for sampler in samplers:

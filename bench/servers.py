@@ -78,8 +78,26 @@ def start_nginx(workdir: Path, body: str, workers: int = 1) -> subprocess.Popen:
 
 
 def start_upstream(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """nginx answering a constant when it is installed, else the bare ASGI app under uvicorn."""
+    if not nginx_binary():
+        return start_asgi(workdir, "upstream", workers=1)
     port = embedded_redis.free_port()
     process = start_nginx(workdir / "upstream", UPSTREAM_BODY.format(port=port))
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/")
+    return process, url
+
+
+def start_asgi(workdir: Path, name: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """bench.upstream_app under gunicorn with the gateway's own worker class (uvloop, httptools)."""
+    port = embedded_redis.free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+        + ["-k", "gateway.worker.GatewayWorker", "--keep-alive", "75", "bench.upstream_app:app"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / f"{name}.log", "wb"),  # noqa: SIM115 - lives as long as the process
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/")
     return process, url
