@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns django-ratelimit's refusals into RATELIMIT_VIEW's 429 page or JSON.
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -82,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.views.context.tenant_context",
             ],
         },
     },
@@ -187,6 +190,8 @@ LOGGING = {
 PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS", True)
 # How long a rotated key's old secret keeps working, so clients can roll over without downtime.
 PORTICO_KEY_ROTATION_GRACE_SECONDS = int(os.environ.get("PORTICO_KEY_ROTATION_GRACE_SECONDS", "86400"))
+# New accounts wait for an administrator to activate them (and cannot log in until then).
+PORTICO_SIGNUP_REQUIRES_APPROVAL = env_bool("PORTICO_SIGNUP_REQUIRES_APPROVAL", False)
 # Public address of the gateway, shown in docs and used by the try-it console.
 PORTICO_GATEWAY_URL = os.environ.get("PORTICO_GATEWAY_URL", "http://127.0.0.1:8080")
 # Public address of the portal, used in links the gateway sends (e.g. deprecation notices).

@@ -1,10 +1,27 @@
-# Placeholder routes so base.html renders; the accounts area replaces these.
 from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.generic import TemplateView
+
+from portal.views import accounts
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="portal/placeholder.html"), name="login"),
+    path("signup/", accounts.signup, name="signup"),
+    path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("signup/", TemplateView.as_view(template_name="portal/placeholder.html"), name="signup"),
+    path("tenant/", accounts.switch_tenant, name="switch_tenant"),
+    path("password-reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="portal/accounts/message.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(template_name="portal/accounts/form.html"),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="portal/accounts/message.html"),
+        name="password_reset_complete",
+    ),
 ]

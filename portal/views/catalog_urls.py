@@ -1,7 +1,10 @@
-# Placeholder routes so base.html renders; the catalog area replaces these.
 from django.urls import path
-from django.views.generic import TemplateView
+
+from portal.views import catalog
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="portal/placeholder.html"), name="catalog"),
+    path("", catalog.catalog, name="catalog"),
+    path("apis/<slug:slug>/", catalog.api_detail, name="api_detail"),
+    path("apis/<slug:slug>/<str:version>/docs/", catalog.api_docs, name="api_docs"),
+    path("apis/<slug:slug>/<str:version>/openapi.json", catalog.openapi_document, name="api_openapi"),
 ]

@@ -1,7 +1,13 @@
-# Placeholder routes so base.html renders; the developer console replaces these.
 from django.urls import path
-from django.views.generic import TemplateView
+
+from portal.views import console
 
 urlpatterns = [
-    path("apps/", TemplateView.as_view(template_name="portal/placeholder.html"), name="applications"),
+    path("apps/", console.applications, name="applications"),
+    path("apps/<int:pk>/", console.application_detail, name="application_detail"),
+    path("apps/<int:pk>/delete/", console.application_delete, name="application_delete"),
+    path("apps/<int:pk>/keys/", console.key_create, name="key_create"),
+    path("apps/<int:pk>/keys/<int:key_pk>/rotate/", console.key_rotate, name="key_rotate"),
+    path("apps/<int:pk>/keys/<int:key_pk>/revoke/", console.key_revoke, name="key_revoke"),
+    path("apis/<slug:slug>/subscribe/", console.subscribe, name="subscribe"),
 ]

@@ -1,0 +1,64 @@
+"""Forms of the developer portal. Validation of business rules stays in the services."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+
+from portal.models import Application, Plan
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="For password resets and approval notices.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].lower()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email exists. Log in or reset your password.")
+        return email
+
+
+class ApplicationForm(forms.ModelForm):
+    class Meta:
+        model = Application
+        fields = ("name", "description")
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class SubscribeForm(forms.Form):
+    application = forms.ModelChoiceField(queryset=Application.objects.none())
+    plan = forms.ModelChoiceField(queryset=Plan.objects.none(), widget=forms.RadioSelect, empty_label=None)
+
+    def __init__(self, *args, applications, plans, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["application"].queryset = applications
+        self.fields["plan"].queryset = plans
+        self.fields["plan"].label_from_instance = lambda plan: (
+            f"{plan.name} — {limits_text(plan)}" + (" (needs approval)" if plan.requires_approval else "")
+        )
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(max_length=80, required=False)
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires",
+        help_text="Optional, YYYY-MM-DD HH:MM (UTC).",
+        widget=forms.DateTimeInput(attrs={"placeholder": "2027-01-31 00:00"}),
+    )
+
+
+def limits_text(plan: Plan) -> str:
+    parts = []
+    if plan.requests_per_second:
+        parts.append(f"{plan.requests_per_second}/s")
+    if plan.requests_per_minute:
+        parts.append(f"{plan.requests_per_minute}/min")
+    if plan.daily_quota:
+        parts.append(f"{plan.daily_quota:,}/day")
+    if plan.monthly_quota:
+        parts.append(f"{plan.monthly_quota:,}/month")
+    return ", ".join(parts) or "no limits"

@@ -1,0 +1,52 @@
+"""Sign-up, log-in and tenant switching."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
+
+from portal.forms import SignupForm
+from portal.models import Membership
+from portal.services.tenants import create_tenant
+from portal.views.context import SESSION_KEY
+
+
+@ratelimit(key="ip", rate="10/h", method="POST", block=True)
+def signup(request):
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save(commit=False)
+        # An account waiting for approval cannot log in: Django refuses inactive users.
+        user.is_active = not settings.PORTICO_SIGNUP_REQUIRES_APPROVAL
+        user.save()
+        create_tenant(f"{user.username}'s team", user, is_personal=True)
+        if not user.is_active:
+            return render(request, "portal/accounts/pending.html", {"email": user.email})
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome to Portico. Find an API in the catalog to get started.")
+        return redirect("catalog")
+    return render(request, "portal/accounts/signup.html", {"form": form})
+
+
+@method_decorator(ratelimit(key="ip", rate="20/m", method="POST", block=True), name="post")
+@method_decorator(ratelimit(key="post:username", rate="10/m", method="POST", block=True), name="post")
+class LoginView(auth_views.LoginView):
+    template_name = "portal/accounts/login.html"
+
+
+@method_decorator(ratelimit(key="ip", rate="5/h", method="POST", block=True), name="post")
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "portal/accounts/password_reset.html"
+
+
+@login_required
+@require_POST
+def switch_tenant(request):
+    membership = get_object_or_404(Membership, user=request.user, tenant_id=request.POST.get("tenant"))
+    request.session[SESSION_KEY] = membership.tenant_id
+    return redirect(request.POST.get("next") or "applications")

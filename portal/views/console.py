@@ -1,0 +1,172 @@
+"""The developer console: a tenant's applications, subscriptions and API keys.
+
+Every lookup is scoped to the current tenant first, so another tenant's objects are 404.
+Rules (roles, legal moves) are the services'; ServiceErrors become messages, never 500s.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
+
+from portal.forms import ApplicationForm, KeyForm, SubscribeForm
+from portal.models import ApiKey, Application, Role
+from portal.services import keys, subscriptions
+from portal.services.access import require_role
+from portal.services.config_signal import publish_config_change
+from portal.services.errors import NotFound, ServiceError
+from portal.views.catalog import _visible_api
+from portal.views.context import current_membership
+
+
+def _membership(request):
+    membership = current_membership(request)
+    if membership is None:
+        raise Http404("You belong to no tenant.")
+    return membership
+
+
+def _application(request, pk) -> Application:
+    return get_object_or_404(Application, pk=pk, tenant=_membership(request).tenant)
+
+
+@login_required
+def applications(request):
+    membership = _membership(request)
+    apps = Application.objects.filter(tenant=membership.tenant).prefetch_related("subscriptions", "keys")
+    form = ApplicationForm(request.POST or None)
+    if request.method == "POST":
+        try:
+            require_role(request.user, membership.tenant, Role.DEVELOPER)
+        except ServiceError as error:
+            messages.error(request, error.message)
+            return redirect("applications")
+        if form.is_valid():
+            if Application.objects.filter(tenant=membership.tenant, name=form.cleaned_data["name"]).exists():
+                form.add_error("name", "Your team already has an application with this name.")
+            else:
+                app = form.save(commit=False)
+                app.tenant = membership.tenant
+                app.created_by = request.user
+                app.save()
+                messages.success(request, f"Application {app.name} created.")
+                return redirect("application_detail", pk=app.pk)
+    return render(request, "portal/console/applications.html", {"applications": apps, "form": form})
+
+
+@login_required
+def application_detail(request, pk):
+    app = _application(request, pk)
+    return render(
+        request,
+        "portal/console/application.html",
+        {
+            "app": app,
+            "subscriptions": app.subscriptions.select_related("api", "plan"),
+            "keys": app.keys.all(),
+            "key_form": KeyForm(),
+            "can_write": _membership(request).has_role(Role.DEVELOPER),
+        },
+    )
+
+
+@login_required
+@require_POST
+def application_delete(request, pk):
+    app = _application(request, pk)
+    try:
+        require_role(request.user, app.tenant, Role.ADMIN)
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("application_detail", pk=pk)
+    app.delete()
+    messages.success(request, f"Application {app.name} deleted; its keys no longer work.")
+    publish_config_change(f"application {pk} deleted")
+    return redirect("applications")
+
+
+@login_required
+def subscribe(request, slug):
+    api = _visible_api(request, slug)
+    membership = _membership(request)
+    form = SubscribeForm(
+        request.POST or None,
+        applications=Application.objects.filter(tenant=membership.tenant),
+        plans=api.plans.filter(is_active=True),
+        initial={"application": request.GET.get("application")},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            sub, created = subscriptions.request_subscription(
+                form.cleaned_data["application"], api, form.cleaned_data["plan"], request.user
+            )
+        except ServiceError as error:
+            messages.error(request, error.message)
+        else:
+            if not created:
+                messages.info(request, f"{sub.application} already has a {sub.state} subscription to {api.name}.")
+            elif sub.state == "approved":
+                messages.success(request, f"Subscribed: {sub.application} can call {api.name} now.")
+            else:
+                messages.success(request, f"Requested: an administrator will review access to {api.name}.")
+            return redirect("application_detail", pk=sub.application_id)
+    return render(request, "portal/console/subscribe.html", {"api": api, "form": form})
+
+
+def _key(request, app_pk, key_pk) -> ApiKey:
+    return get_object_or_404(ApiKey, pk=key_pk, application=_application(request, app_pk))
+
+
+def _show_secret(request, app, key, secret, verb):
+    # The one and only time the secret is shown: the page is not cached anywhere.
+    response = render(request, "portal/console/secret.html", {"app": app, "key": key, "secret": secret, "verb": verb})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+@ratelimit(key="user", rate="30/h", block=True)
+@ratelimit(key="ip", rate="60/h", block=True)
+def key_create(request, pk):
+    app = _application(request, pk)
+    form = KeyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("application_detail", pk=pk)
+    try:
+        key, secret = keys.create_api_key(
+            app, request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("application_detail", pk=pk)
+    return _show_secret(request, app, key, secret, "created")
+
+
+@login_required
+@require_POST
+def key_rotate(request, pk, key_pk):
+    key = _key(request, pk, key_pk)
+    try:
+        new, secret = keys.rotate_api_key(key, request.user)
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("application_detail", pk=pk)
+    return _show_secret(request, key.application, new, secret, "rotated")
+
+
+@login_required
+@require_POST
+def key_revoke(request, pk, key_pk):
+    key = _key(request, pk, key_pk)
+    try:
+        keys.revoke_api_key(key, request.user)
+        messages.success(request, f"Key {key.prefix}… is revoked; the gateway refuses it within a second.")
+    except NotFound as error:
+        raise Http404(error.message) from error
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("application_detail", pk=pk)
