@@ -49,6 +49,11 @@ HOP_BY_HOP = frozenset(
 )
 # Set by the gateway itself: a client's values are replaced (X-Forwarded-For is extended).
 FORWARDING_HEADERS = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
+CORS_EXPOSE = (
+    b"access-control-expose-headers",
+    b"x-request-id, x-cache, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, ratelimit-reset, "
+    b"retry-after, deprecation, sunset, link",
+)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 POLL_SECONDS = 0.5
@@ -97,6 +102,7 @@ class Gateway:
         self.calllog = CallLogBuffer(s.REDIS_URL, s.PORTICO_CALL_LOG_STREAM, Path(s.VAR_DIR) / "spool")
         await self.calllog.start()
         self.upstream = UpstreamPool()
+        self.cors_origins = {o.encode() for o in s.PORTICO_CORS_ORIGINS}
         await self._reload()
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
@@ -196,10 +202,12 @@ class Gateway:
             await OPS_PATHS[path](self, send, method)
             return
 
-        host = auth_header = api_key_header = client_request_id = content_length = None
+        host = auth_header = api_key_header = client_request_id = content_length = origin = None
         chunked = False
         for name, value in scope["headers"]:
-            if name == b"host":
+            if name == b"origin":
+                origin = value
+            elif name == b"host":
                 host = value
             elif name == b"authorization":
                 auth_header = value
@@ -240,6 +248,12 @@ class Gateway:
             "client_ip": client_ip,
         }
         headers_out = [(b"x-request-id", echo_id.encode())]
+        if origin is not None and origin in self.cors_origins:
+            # The portal's try-it console calls the gateway from the browser.
+            headers_out += [(b"access-control-allow-origin", origin), (b"vary", b"origin"), CORS_EXPOSE]
+            if method == "OPTIONS":
+                await self._preflight(scope, send, headers_out, record)
+                return
         try:
             status = await self._serve(
                 scope, receive, send, record, headers_out, host, auth_header, api_key_header, content_length, chunked
@@ -258,6 +272,18 @@ class Gateway:
         self.calllog.append(record)
         metrics.REQUESTS.labels(str(status)).inc()
         metrics.LATENCY.observe(elapsed)
+
+    async def _preflight(self, scope, send, headers_out, record) -> None:
+        requested = next((v for k, v in scope["headers"] if k == b"access-control-request-headers"), b"")
+        headers_out += [
+            (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", requested or b"authorization, x-api-key, content-type"),
+            (b"access-control-max-age", b"600"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers_out})
+        await send({"type": "http.response.body", "body": b""})
+        record["status"] = 204
+        self.calllog.append(record)
 
     async def _refuse(self, send, record, headers_out, status: int, code: str, message: str, method: str) -> int:
         record["error_code"] = code

@@ -196,6 +196,8 @@ PORTICO_SIGNUP_REQUIRES_APPROVAL = env_bool("PORTICO_SIGNUP_REQUIRES_APPROVAL", 
 PORTICO_GATEWAY_URL = os.environ.get("PORTICO_GATEWAY_URL", "http://127.0.0.1:8080")
 # Public address of the portal, used in links the gateway sends (e.g. deprecation notices).
 PORTICO_PORTAL_URL = os.environ.get("PORTICO_PORTAL_URL", "http://127.0.0.1:8000")
+# Browser origins allowed to call the gateway (the portal's docs try-it console).
+PORTICO_CORS_ORIGINS = env_list("PORTICO_CORS_ORIGINS", PORTICO_PORTAL_URL)
 # Redis names shared by the control plane (writers) and the gateway (readers).
 PORTICO_CONFIG_VERSION_KEY = "portico:config:version"
 PORTICO_CONFIG_CHANNEL = "portico:config"

@@ -160,3 +160,24 @@ def test_repeated_failed_auth_from_one_address_is_limited(gateway, configure, up
     assert statuses[-5:] == [429] * 5
     # The block is for that address only; the same key from elsewhere still works.
     assert attempt_from("127.0.0.1", config.key) == 200
+
+
+def test_the_portal_origin_may_call_the_gateway_from_a_browser(gateway, configure, upstream_a, settings):
+    config = configure([upstream_a])
+    origin = settings.PORTICO_PORTAL_URL
+    preflight = gateway.request(
+        "OPTIONS",
+        f"{config.base_path}/echo",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "x-api-key",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert preflight.headers["Access-Control-Allow-Headers"] == "x-api-key"
+    answer = gateway.get(f"{config.base_path}/echo", headers={"Origin": origin, "X-API-Key": config.key})
+    assert answer.headers["Access-Control-Allow-Origin"] == origin
+    other = gateway.get(f"{config.base_path}/echo", headers={"Origin": "https://evil.example", "X-API-Key": config.key})
+    assert "Access-Control-Allow-Origin" not in other.headers
