@@ -15,10 +15,14 @@ from portal.forms import ApplicationForm, KeyForm, SubscribeForm
 from portal.models import ApiKey, Application, Role
 from portal.services import keys, subscriptions
 from portal.services.access import require_role
+from portal.services.catalog import visible_apis
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import NotFound, ServiceError
-from portal.views.catalog import _visible_api
-from portal.views.context import current_membership
+from portal.views.context import current_membership, current_tenant
+
+
+def _visible_api(request, slug):
+    return get_object_or_404(visible_apis(current_tenant(request)), slug=slug)
 
 
 def _membership(request):

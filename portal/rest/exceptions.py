@@ -1,0 +1,44 @@
+"""Every error of the REST API reads ``{"error": {"code": ..., "message": ...}}``."""
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from portal.services.errors import ServiceError
+
+CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _message(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{field}: {_message(value)}" for field, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_message(item) for item in detail)
+    return str(detail)
+
+
+def handle(exc, context):
+    if isinstance(exc, ServiceError):
+        return Response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    body = {"error": {"code": CODES.get(response.status_code, "error"), "message": _message(response.data)}}
+    if isinstance(exc, exceptions.ValidationError):
+        body["error"]["fields"] = response.data
+    response.data = body
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = 'Token realm="portico"'
+    return response
