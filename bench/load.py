@@ -27,7 +27,11 @@ def wrk(url: str, *, seconds: int, connections: int, threads: int = 2, headers: 
     args = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout)
+
+
+def parse_wrk(out: str) -> dict:
+    """The figures of wrk's --latency report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
