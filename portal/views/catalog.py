@@ -1,71 +1,118 @@
-"""The catalog: search, API pages, and reference docs rendered from OpenAPI."""
+"""The catalog pages: search with tag filters, an API's page, and its reference docs.
 
-import copy
+Thin callers of ``portal.services.catalog``, which decides what a developer may see; an
+invisible API or version (draft, retired, another tenant's private API) is a plain 404.
+"""
+
+from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Q
 from django.http import Http404, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 
-from portal.forms import limits_text
-from portal.models import Api, ApiVersion, Tag
-from portal.services.catalog import DEVELOPER_VISIBLE_STATES, visible_apis, visible_versions
+from portal.models import Subscription, VersionState
+from portal.services import catalog as catalog_service
+from portal.services.errors import NotFound
 from portal.views.context import current_tenant
+
+MAX_QUERY_LENGTH = 200
 
 
 def catalog(request):
     tenant = current_tenant(request)
-    apis = visible_apis(tenant).prefetch_related("tags")
-    query = request.GET.get("q", "").strip()
-    tag = request.GET.get("tag", "").strip()
-    if query:
-        apis = apis.filter(
-            Q(name__icontains=query) | Q(description__icontains=query) | Q(tags__name__icontains=query)
-        ).distinct()
-    if tag:
-        apis = apis.filter(tags__name=tag)
-    tags = Tag.objects.filter(apis__in=visible_apis(tenant)).distinct()
-    return render(request, "portal/catalog/list.html", {"apis": apis, "query": query, "tag": tag, "tags": tags})
-
-
-def _visible_api(request, slug: str) -> Api:
-    return get_object_or_404(visible_apis(current_tenant(request)), slug=slug)
-
-
-def api_detail(request, slug):
-    api = _visible_api(request, slug)
-    plans = [(plan, limits_text(plan)) for plan in api.plans.filter(is_active=True)]
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    tags = [t for t in dict.fromkeys(request.GET.getlist("tag")) if t]
+    apis = list(catalog_service.search_apis(tenant, query, tags))
     return render(
         request,
-        "portal/catalog/detail.html",
-        {"api": api, "versions": visible_versions(api), "plans": plans, "gateway_url": settings.PORTICO_GATEWAY_URL},
+        "portal/catalog/list.html",
+        {
+            "apis": apis,
+            "query": query,
+            "selected_tags": tags,
+            "tag_filters": _tag_filters(catalog_service.catalog_tags(tenant), query, tags),
+            "filtered": bool(query or tags),
+        },
     )
 
 
-def _visible_version(request, slug, version) -> ApiVersion:
-    api = _visible_api(request, slug)
-    return get_object_or_404(ApiVersion, api=api, version=version, state__in=DEVELOPER_VISIBLE_STATES)
+def _tag_filters(tags, query, selected):
+    """Each tag with whether it is selected and the link that toggles it, keeping the query."""
+    filters = []
+    for tag in tags:
+        chosen = tag.name in selected
+        toggled = [t for t in selected if t != tag.name] if chosen else [*selected, tag.name]
+        params = urlencode([("q", query)] * bool(query) + [("tag", t) for t in toggled])
+        filters.append({"tag": tag, "selected": chosen, "url": "?" + params if params else "?"})
+    return filters
+
+
+def _api_or_404(request, slug):
+    try:
+        return catalog_service.visible_api(current_tenant(request), slug)
+    except NotFound as error:
+        raise Http404(error.message) from error
+
+
+def _version_or_404(api, version):
+    try:
+        return catalog_service.visible_version(api, version)
+    except NotFound as error:
+        raise Http404(error.message) from error
+
+
+def api_detail(request, slug):
+    tenant = current_tenant(request)
+    api = _api_or_404(request, slug)
+    versions = list(catalog_service.visible_versions(api))
+    plans = [(plan, catalog_service.plan_limits(plan)) for plan in catalog_service.active_plans(api)]
+    my_subscriptions = (
+        Subscription.objects.filter(application__tenant=tenant, api=api).select_related("application", "plan")
+        if tenant
+        else Subscription.objects.none()
+    )
+    return render(
+        request,
+        "portal/catalog/detail.html",
+        {
+            "api": api,
+            "versions": [(v, catalog_service.gateway_base_url(v, settings.PORTICO_GATEWAY_URL)) for v in versions],
+            "current_version": next((v for v in versions if v.state == VersionState.PUBLISHED), None),
+            "plans": plans,
+            "my_subscriptions": my_subscriptions.order_by("application__name"),
+        },
+    )
 
 
 def api_docs(request, slug, version):
-    version = _visible_version(request, slug, version)
-    return render(request, "portal/catalog/docs.html", {"api": version.api, "version": version})
+    api = _api_or_404(request, slug)
+    version = _version_or_404(api, version)
+    other_versions = [v for v in catalog_service.visible_versions(api) if v.pk != version.pk]
+    newest = next((v for v in other_versions if v.state == VersionState.PUBLISHED), None)
+    keys = catalog_service.keys_for_try_it(current_tenant(request), api)
+    return render(
+        request,
+        "portal/catalog/docs.html",
+        {
+            "api": api,
+            "version": version,
+            "other_versions": other_versions,
+            "newest_published": newest,
+            "base_url": catalog_service.gateway_base_url(version, settings.PORTICO_GATEWAY_URL),
+            "has_document": bool(isinstance(version.openapi, dict) and version.openapi),
+            "try_it_keys": keys,
+            "key_header": catalog_service.KEY_HEADER,
+            "docs_config": {"scheme": catalog_service.KEY_SCHEME},
+        },
+    )
 
 
 def openapi_document(request, slug, version):
-    """The version's OpenAPI document, pointed at the gateway and with key auth declared,
-    so the docs' try-it console calls the real gateway with the developer's key."""
-    version = _visible_version(request, slug, version)
-    if not isinstance(version.openapi, dict) or not version.openapi:
-        raise Http404("This version has no OpenAPI document.")
-    document = copy.deepcopy(version.openapi)
-    document["servers"] = [{"url": settings.PORTICO_GATEWAY_URL.rstrip("/") + version.base_path}]
-    components = document.setdefault("components", {})
-    components.setdefault("securitySchemes", {})["PorticoKey"] = {
-        "type": "apiKey",
-        "in": "header",
-        "name": "X-API-Key",
-        "description": "Your Portico API key (pt_...). Create one under Applications.",
-    }
-    document["security"] = [{"PorticoKey": []}]
+    """The version's OpenAPI document, its server set to the gateway and key auth declared."""
+    try:
+        api = catalog_service.visible_api(current_tenant(request), slug)
+        version = catalog_service.visible_version(api, version)
+        document = catalog_service.try_it_document(version, settings.PORTICO_GATEWAY_URL)
+    except NotFound as error:
+        return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=error.status)
     return JsonResponse(document)

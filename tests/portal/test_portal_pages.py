@@ -61,7 +61,7 @@ def test_api_page_shows_versions_with_badges_sunset_and_plans(client, api, staff
     lifecycle.deprecate_version(version, staff)
     page = client.get(reverse("api_detail", args=[api.slug])).content.decode()
     assert "Deprecated" in page and "Sunset" in page
-    assert "Free" in page and "60/min" in page and "Needs an administrator" in page
+    assert "Free" in page and "60 requests / minute" in page and "Needs an administrator" in page
 
 
 def test_retired_and_draft_versions_have_no_docs(client, api, staff):

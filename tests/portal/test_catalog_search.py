@@ -1,0 +1,92 @@
+"""The catalog list: what developers see, search by name/description/tag, tag filters."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from portal.models import Visibility
+from tests.portal.catalog_builders import make_api
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog(publisher, staff):
+    """Three listed APIs (one only deprecated) and two that developers must never see."""
+    make_api(publisher, staff, "weather", description="Forecasts by the hour", tags=("geo", "climate"))
+    make_api(publisher, staff, "maps", description="Tiles and routing", tags=("geo",))
+    make_api(publisher, staff, "payments", description="Card charges", tags=("money",), states=("deprecated",))
+    make_api(publisher, staff, "drafty", description="Not ready", tags=("secret-tag",), states=("draft",))
+    make_api(publisher, staff, "legacy", description="Switched off", tags=("old",), states=("retired",))
+
+
+def names(response) -> list[str]:
+    return re.findall(r'<h2><a href="/apis/[^"]+/">([^<]+)</a></h2>', response.content.decode())
+
+
+def test_catalog_lists_published_and_deprecated_apis_but_not_draft_or_retired_ones(client, catalog):
+    response = client.get(reverse("catalog"))
+    assert response.status_code == 200
+    assert names(response) == ["Maps", "Payments", "Weather"]
+    assert "deprecated" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("weather", ["Weather"]),  # name
+        ("HOUR", ["Weather"]),  # description, case-insensitive
+        ("geo", ["Maps", "Weather"]),  # tag
+        ("routing tiles", ["Maps"]),  # every word must match somewhere
+        ("routing forecasts", []),
+        ("not ready", []),  # a draft API's description does not leak through search
+        ("secret-tag", []),
+    ],
+)
+def test_search_matches_name_description_and_tags(client, catalog, query, expected):
+    assert names(client.get(reverse("catalog"), {"q": query})) == expected
+
+
+def test_tag_filter_shows_only_tagged_apis_and_combines_with_search(client, catalog):
+    assert names(client.get(reverse("catalog"), {"tag": "geo"})) == ["Maps", "Weather"]
+    assert names(client.get(reverse("catalog"), {"tag": ["geo", "climate"]})) == ["Weather"]
+    assert names(client.get(reverse("catalog"), {"tag": "geo", "q": "tiles"})) == ["Maps"]
+    assert names(client.get(reverse("catalog"), {"tag": "money", "q": "tiles"})) == []
+
+
+def test_tag_choices_come_only_from_visible_apis_with_their_counts(client, catalog):
+    page = client.get(reverse("catalog")).content.decode()
+    assert re.search(r"geo <span class=\"count\">2</span>", page)
+    assert "secret-tag" not in page and ">old " not in page
+
+
+def test_tag_links_toggle_their_tag_and_keep_the_search(client, catalog):
+    page = client.get(reverse("catalog"), {"q": "forecasts", "tag": "geo"}).content.decode()
+    links = dict(re.findall(r'<a class="tag[^"]*" href="([^"]+)"[^>]*>\s*([a-z-]+) <span', page))
+    by_tag = {tag: href.replace("&amp;", "&") for href, tag in links.items()}
+    assert by_tag["geo"] == "?q=forecasts"  # selected: the link removes it
+    assert by_tag["climate"] == "?q=forecasts&tag=geo&tag=climate"  # the link adds it
+
+
+def test_nothing_matching_says_so_and_offers_to_clear_the_filters(client, catalog):
+    page = client.get(reverse("catalog"), {"q": "submarine"}).content.decode()
+    assert "No API matches “submarine”" in page and "Show every API" in page
+
+
+@pytest.mark.parametrize("query", ["%", "_", "' OR 1=1 --", "<script>alert(1)</script>", "x" * 5000, "\u00e9t\u00e9"])
+def test_odd_search_input_is_answered_not_crashed_on(client, catalog, query):
+    response = client.get(reverse("catalog"), {"q": query, "tag": query})
+    assert response.status_code == 200
+    assert "<script>alert(1)</script>" not in response.content.decode()
+
+
+def test_private_api_is_listed_only_for_members_of_its_owner_tenant(client, acme, alice, charlie, globex, staff):
+    make_api(acme, staff, "internal-billing", name="Internal Billing", visibility=Visibility.PRIVATE)
+    assert names(client.get(reverse("catalog"))) == []
+    client.force_login(charlie)
+    assert names(client.get(reverse("catalog"), {"q": "billing"})) == []
+    assert client.get(reverse("api_detail", args=["internal-billing"])).status_code == 404
+    client.force_login(alice)
+    assert names(client.get(reverse("catalog"), {"q": "billing"})) == ["Internal Billing"]
+    assert client.get(reverse("api_detail", args=["internal-billing"])).status_code == 200
