@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.views import console
+from portal.views import console, members
 
 urlpatterns = [
     path("apps/", console.applications, name="applications"),
@@ -10,4 +10,7 @@ urlpatterns = [
     path("apps/<int:pk>/keys/<int:key_pk>/rotate/", console.key_rotate, name="key_rotate"),
     path("apps/<int:pk>/keys/<int:key_pk>/revoke/", console.key_revoke, name="key_revoke"),
     path("apis/<slug:slug>/subscribe/", console.subscribe, name="subscribe"),
+    path("team/", members.members, name="members"),
+    path("team/<int:pk>/", members.member_update, name="member_update"),
+    path("invitations/<str:token>/", members.accept_invitation, name="accept_invitation"),
 ]
