@@ -90,3 +90,28 @@ def test_private_api_is_listed_only_for_members_of_its_owner_tenant(client, acme
     client.force_login(alice)
     assert names(client.get(reverse("catalog"), {"q": "billing"})) == ["Internal Billing"]
     assert client.get(reverse("api_detail", args=["internal-billing"])).status_code == 200
+
+
+def test_the_catalog_costs_the_same_queries_for_three_apis_or_thirty(client, publisher, staff):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for_listing() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("catalog")).status_code == 200
+        return len(captured)
+
+    for n in range(3):
+        make_api(publisher, staff, f"small{n}", tags=("a", "b"), states=("deprecated", "published"))
+    few = queries_for_listing()
+    for n in range(27):
+        make_api(publisher, staff, f"large{n}", tags=("a", f"t{n}"), states=("published",))
+    assert len(names(client.get(reverse("catalog")))) == 30
+    assert queries_for_listing() == few
+
+
+def test_descriptions_from_publishers_are_escaped(client, publisher, staff):
+    make_api(publisher, staff, "xss", description='<img src=x onerror="alert(1)">')
+    for url in (reverse("catalog"), reverse("api_detail", args=["xss"])):
+        page = client.get(url).content.decode()
+        assert "<img src=x" not in page and "&lt;img src=x" in page
