@@ -71,7 +71,13 @@ def _store(entries: list) -> int:
     return len(rows)
 
 
-def ingest_call_logs(*, batch_size: int = 1000, max_batches: int = 50, client: redis.Redis | None = None) -> int:
+def ingest_call_logs(
+    *,
+    batch_size: int = 1000,
+    max_batches: int = 50,
+    client: redis.Redis | None = None,
+    claim_idle_ms: int = CLAIM_IDLE_MS,
+) -> int:
     """Ingest what the stream holds now (bounded). Returns the number of records stored."""
     client = client or redis.Redis.from_url(settings.REDIS_URL)
     stream = settings.PORTICO_CALL_LOG_STREAM
@@ -79,7 +85,7 @@ def ingest_call_logs(*, batch_size: int = 1000, max_batches: int = 50, client: r
     _ensure_group(client, stream)
     stored = 0
     # Entries a crashed consumer read but never acknowledged.
-    _next, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=batch_size)
+    _next, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, claim_idle_ms, "0-0", count=batch_size)
     batches = [claimed] if claimed else []
     for _ in range(max_batches):
         if not batches:

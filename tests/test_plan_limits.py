@@ -1,0 +1,176 @@
+"""The plan limiter against a real Redis: exact under concurrency, and what happens without Redis."""
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.limits import PlanLimiter, PlanLimits
+from gateway.redisconn import FastRedis
+from portal.embedded_redis import free_port
+
+_ids = iter(range(10_000_000, 20_000_000))
+
+
+def dead_redis():
+    """A client for a port nobody listens on, configured as the gateway's is (no retries)."""
+    return aioredis.Redis(port=free_port(), socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _burst(limiters, subscription_id, limits, n):
+    decisions = await asyncio.gather(*(limiters[i % len(limiters)].check(subscription_id, limits) for i in range(n)))
+    return decisions
+
+
+def test_two_workers_share_one_exact_counter():
+    async def scenario():
+        clients = [aioredis.Redis.from_url(settings.REDIS_URL) for _ in range(2)]
+        limiters = [PlanLimiter(c) for c in clients]
+        decisions = await _burst(limiters, next(_ids), PlanLimits(plan_id=1, requests_per_minute=50), 200)
+        for c in clients:
+            await c.aclose()
+        return decisions
+
+    decisions = run(scenario())
+    assert sum(d.allowed for d in decisions) == 50
+    assert {d.error_code for d in decisions if not d.allowed} == {"rate_limited"}
+
+
+def test_unlimited_plan_needs_no_redis():
+    limiter = PlanLimiter(dead_redis())
+    decision = run(limiter.check(next(_ids), PlanLimits(plan_id=1)))
+    assert decision.allowed and decision.headers == []
+
+
+def test_fail_open_keeps_enforcing_the_plan_locally_when_redis_is_down():
+    async def scenario():
+        limiter = PlanLimiter(dead_redis(), on_redis_failure="open")
+        return [await limiter.check(7, PlanLimits(plan_id=1, requests_per_minute=3)) for _ in range(5)]
+
+    decisions = run(scenario())
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+
+
+def test_fail_closed_refuses_with_limits_unavailable_when_redis_is_down():
+    limiter = PlanLimiter(dead_redis(), on_redis_failure="closed")
+    decision = run(limiter.check(8, PlanLimits(plan_id=1, requests_per_minute=3)))
+    assert not decision.allowed and decision.error_code == "limits_unavailable"
+
+
+def test_unknown_failure_policy_is_refused():
+    with pytest.raises(ValueError):
+        PlanLimiter(aioredis.Redis(), on_redis_failure="maybe")
+
+
+def _headers(decision) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in decision.headers}
+
+
+def test_two_gateway_clients_share_one_exact_counter():
+    """The same, through the multiplexed client the gateway's workers actually use."""
+
+    async def scenario():
+        clients = [FastRedis(settings.REDIS_URL) for _ in range(2)]
+        limiters = [PlanLimiter(c) for c in clients]
+        decisions = await _burst(limiters, next(_ids), PlanLimits(plan_id=1, requests_per_second=40), 120)
+        for c in clients:
+            await c.aclose()
+        return decisions
+
+    assert sum(d.allowed for d in run(scenario())) == 40
+
+
+def test_quota_exhaustion_refuses_until_the_end_of_the_utc_day():
+    async def scenario():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        decisions = [await limiter.check(next_id, PlanLimits(plan_id=1, daily_quota=3)) for _ in range(4)]
+        await client.aclose()
+        return decisions
+
+    next_id = next(_ids)
+    decisions = run(scenario())
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    refused = _headers(decisions[-1])
+    assert decisions[-1].error_code == "quota_exceeded"
+    seconds_to_midnight = 86400 - int(time.time()) % 86400
+    assert abs(int(refused["retry-after"]) - seconds_to_midnight) <= 2
+    assert abs(int(refused["ratelimit-reset"]) - seconds_to_midnight) <= 2
+    assert refused["ratelimit-remaining"] == "0" and refused["ratelimit-limit"] == "3"
+    assert refused["ratelimit-policy"] == '"daily";q=3;w=86400'
+    assert [_headers(d)["ratelimit-remaining"] for d in decisions[:3]] == ["2", "1", "0"]
+
+
+def test_rejected_requests_are_not_counted_against_other_policies():
+    async def scenario():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        limits = PlanLimits(plan_id=1, requests_per_minute=2, daily_quota=100, monthly_quota=1000)
+        decisions = [await limiter.check(subscription, limits) for _ in range(6)]
+        used = await client.get(f"portico:rl:{subscription}:d{int(time.time()) // 86400 * 86400}")
+        await client.aclose()
+        return decisions, used
+
+    subscription = next(_ids)
+    decisions, used = run(scenario())
+    assert [d.allowed for d in decisions] == [True, True, False, False, False, False]
+    assert int(used) == 2
+    state = _headers(decisions[-1])["ratelimit"]
+    assert '"rpm";r=0;' in state and '"daily";r=98;' in state and '"monthly";r=998;' in state
+    # The most restrictive policy is the one that refused.
+    assert _headers(decisions[-1])["ratelimit-limit"] == "2"
+
+
+def test_every_limit_key_expires():
+    async def scenario():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        limits = PlanLimits(plan_id=1, requests_per_second=5, requests_per_minute=50, daily_quota=9, monthly_quota=99)
+        await limiter.check(subscription, limits)
+        ttls = [await client.ttl(k) async for k in client.scan_iter(f"portico:rl:{subscription}:*")]
+        await client.aclose()
+        return ttls
+
+    subscription = next(_ids)
+    ttls = run(scenario())
+    assert len(ttls) == 4 and all(t > 0 for t in ttls)
+
+
+def test_a_flushed_script_cache_is_reloaded():
+    async def scenario():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        limits = PlanLimits(plan_id=1, requests_per_minute=10)
+        first = await limiter.check(subscription, limits)
+        await client.script_flush()  # as after a Redis restart
+        second = await limiter.check(subscription, limits)
+        await client.aclose()
+        return first, second
+
+    subscription = next(_ids)
+    first, second = run(scenario())
+    assert first.allowed and second.allowed
+    assert _headers(second)["ratelimit-remaining"] == "8"
+
+
+def test_a_dead_redis_is_not_asked_again_on_every_request():
+    async def scenario():
+        limiter = PlanLimiter(dead_redis())
+        limits = PlanLimits(plan_id=1, requests_per_minute=1000)
+        first = await limiter.check(1, limits)
+        # The breaker is open: the next requests are served locally without a connection attempt.
+        breaker_open = limiter._redis_down_until > time.time()
+        rest = [await limiter.check(1, limits) for _ in range(50)]
+        return first, breaker_open, rest
+
+    first, breaker_open, rest = run(scenario())
+    assert breaker_open
+    assert first.allowed and all(d.allowed for d in rest)
