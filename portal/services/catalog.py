@@ -50,10 +50,13 @@ def visible_versions(api: Api):
     return api.versions.filter(state__in=DEVELOPER_VISIBLE_STATES).order_by("-published_at", "-created_at")
 
 
-def search_apis(tenant: Tenant | None, query: str = "", tags=()) -> QuerySet[Api]:
+def search_apis(
+    tenant: Tenant | None, query: str = "", tags=(), *, among: QuerySet[Api] | None = None
+) -> QuerySet[Api]:
     """Visible APIs matching every word of ``query`` (in name, description or a tag) and
-    carrying every tag in ``tags``. Each API comes with ``developer_versions`` prefetched."""
-    apis = visible_apis(tenant)
+    carrying every tag in ``tags``. Each API comes with ``developer_versions`` prefetched.
+    ``among`` replaces ``visible_apis(tenant)`` as the starting set (e.g. ``visible_apis_for``)."""
+    apis = visible_apis(tenant) if among is None else among
     for word in query.split():
         matching = Api.objects.filter(
             Q(name__icontains=word) | Q(description__icontains=word) | Q(tags__name__icontains=word)

@@ -115,3 +115,13 @@ def test_descriptions_from_publishers_are_escaped(client, publisher, staff):
     for url in (reverse("catalog"), reverse("api_detail", args=["xss"])):
         page = client.get(url).content.decode()
         assert "<img src=x" not in page and "&lt;img src=x" in page
+
+
+def test_search_can_start_from_the_apis_of_several_tenants(acme, globex, staff):
+    from portal.services.catalog import search_apis, visible_apis_for
+
+    make_api(acme, staff, "acme-ledger", description="books", visibility=Visibility.PRIVATE)
+    make_api(globex, staff, "globex-ledger", description="books", visibility=Visibility.PRIVATE)
+    both = search_apis(None, "books", among=visible_apis_for([acme.pk, globex.pk]))
+    assert [api.slug for api in both] == ["acme-ledger", "globex-ledger"]
+    assert [api.slug for api in search_apis(acme, "books")] == ["acme-ledger"]
