@@ -176,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several resources have a "state"; name each choice set after what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriptionStateEnum": "portal.models.SubscriptionState",
+        "VersionStateEnum": "portal.models.VersionState",
+    },
 }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)

@@ -1,6 +1,24 @@
+"""What the REST API reads and writes. Output serializers mirror the models; input
+serializers only check shapes: the rules are the services'."""
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.models import Api, ApiKey, ApiVersion, Application, Plan, Subscription
+from portal.models import (
+    Api,
+    ApiKey,
+    ApiVersion,
+    Application,
+    PersonalAccessToken,
+    Plan,
+    Subscription,
+    SubscriptionState,
+    VersionState,
+)
+from portal.services.catalog import visible_versions
+
+MAX_GRACE_SECONDS = 30 * 24 * 3600
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -21,66 +39,156 @@ class PlanSerializer(serializers.ModelSerializer):
 class VersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiVersion
-        fields = ["id", "version", "base_path", "state", "sunset_at", "published_at"]
+        fields = ["id", "version", "base_path", "state", "published_at", "deprecated_at", "sunset_at"]
+
+
+class StaffVersionSerializer(VersionSerializer):
+    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta(VersionSerializer.Meta):
+        fields = ["id", "api", *VersionSerializer.Meta.fields[1:], "retired_at"]
 
 
 class ApiSerializer(serializers.ModelSerializer):
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
-    versions = serializers.SerializerMethodField()
-    plans = serializers.SerializerMethodField()
+    versions = serializers.SerializerMethodField(help_text="Published and deprecated versions only.")
+    plans = serializers.SerializerMethodField(help_text="Plans open to new subscriptions.")
 
     class Meta:
         model = Api
         fields = ["slug", "name", "description", "tags", "versions", "plans"]
 
-    def get_versions(self, api) -> list[dict]:
-        from portal.services.catalog import visible_versions
-
+    @extend_schema_field(VersionSerializer(many=True))
+    def get_versions(self, api):
         return VersionSerializer(visible_versions(api), many=True).data
 
-    def get_plans(self, api) -> list[dict]:
-        return PlanSerializer(api.plans.filter(is_active=True), many=True).data
+    @extend_schema_field(PlanSerializer(many=True))
+    def get_plans(self, api):
+        return PlanSerializer(api.plans.filter(is_active=True).order_by("requires_approval", "name"), many=True).data
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugField(source="tenant.slug", required=False, help_text="Defaults to your first team.")
+    tenant = serializers.SlugField(source="tenant.slug", read_only=True)
 
     class Meta:
         model = Application
         fields = ["id", "name", "description", "tenant", "created_at"]
-        read_only_fields = ["id", "created_at"]
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
-    api = serializers.SlugRelatedField(slug_field="slug", queryset=Api.objects.all())
-    application = serializers.PrimaryKeyRelatedField(queryset=Application.objects.all())
-    plan = serializers.PrimaryKeyRelatedField(queryset=Plan.objects.all())
+class ApplicationCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    tenant = serializers.SlugField(
+        required=False, help_text="Slug of the team that owns the application; needed when you are in several."
+    )
 
-    class Meta:
-        model = Subscription
-        fields = ["id", "application", "api", "plan", "state", "requested_at", "decided_at", "reason"]
-        read_only_fields = ["id", "state", "requested_at", "decided_at", "reason"]
+
+class ApplicationUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
+    application = serializers.PrimaryKeyRelatedField(read_only=True)
+    state = serializers.SerializerMethodField()
+    rotated_from = serializers.SlugRelatedField(slug_field="prefix", read_only=True)
+
     class Meta:
         model = ApiKey
-        fields = ["id", "prefix", "name", "created_at", "expires_at", "revoked_at", "last_used_at"]
-        read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+        fields = [
+            "id",
+            "application",
+            "prefix",
+            "name",
+            "state",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "rotated_from",
+        ]
+
+    def get_state(self, key) -> str:
+        if key.is_revoked:
+            return "revoked"
+        return "expired" if key.is_expired() else "active"
 
 
 class NewApiKeySerializer(ApiKeySerializer):
-    secret = serializers.CharField(read_only=True, help_text="Shown once: only a hash is kept.")
+    secret = serializers.CharField(read_only=True, help_text="Shown this once: Portico keeps only a hash.")
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "secret"]
 
 
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class RotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=MAX_GRACE_SECONDS,
+        help_text="How long the old secret keeps working; the server's default when left out.",
+    )
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    application = serializers.PrimaryKeyRelatedField(read_only=True)
+    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    plan = serializers.PrimaryKeyRelatedField(read_only=True)
+    plan_name = serializers.CharField(source="plan.name", read_only=True)
+    state = serializers.ChoiceField(choices=SubscriptionState.choices, read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = ["id", "application", "api", "plan", "plan_name", "state", "requested_at", "decided_at", "reason"]
+
+
+class SubscriptionRequestSerializer(serializers.Serializer):
+    application = serializers.IntegerField(min_value=1, help_text="Id of one of your applications.")
+    api = serializers.SlugField(help_text="Slug of an API in the catalog.")
+    plan = serializers.IntegerField(min_value=1, help_text="Id of one of the API's plans.")
+
+
 class DecisionSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", help_text="Required to reject.")
 
 
 class TransitionSerializer(serializers.Serializer):
-    state = serializers.CharField(help_text="published, deprecated or retired")
-    sunset_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    state = serializers.ChoiceField(
+        choices=VersionState.choices, help_text="The state to move the version to (published, deprecated or retired)."
+    )
+    sunset_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="For deprecation; 90 days from now when left out."
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class AccessTokenSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PersonalAccessToken
+        fields = ["id", "name", "prefix", "state", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    def get_state(self, token) -> str:
+        if token.revoked_at:
+            return "revoked"
+        return "expired" if token.expires_at and token.expires_at <= timezone.now() else "active"
+
+
+class NewAccessTokenSerializer(AccessTokenSerializer):
+    secret = serializers.CharField(read_only=True, help_text="Shown this once: Portico keeps only a hash.")
+
+    class Meta(AccessTokenSerializer.Meta):
+        fields = [*AccessTokenSerializer.Meta.fields, "secret"]
+
+
+class AccessTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)

@@ -1,18 +1,29 @@
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from portal.rest import views
+from portal.rest.views import applications, catalog, keys, subscriptions, tokens, versions
 
 router = DefaultRouter(trailing_slash=True)
-router.register("apis", views.CatalogViewSet, basename="api")
-router.register("applications", views.ApplicationViewSet, basename="application")
-router.register("keys", views.ApiKeyViewSet, basename="key")
-router.register("subscriptions", views.SubscriptionViewSet, basename="subscription")
-router.register("versions", views.VersionViewSet, basename="version")
+router.register("apis", catalog.CatalogViewSet, basename="api")
+router.register("applications", applications.ApplicationViewSet, basename="application")
+router.register("keys", keys.ApiKeyViewSet, basename="key")
+router.register("subscriptions", subscriptions.SubscriptionViewSet, basename="subscription")
+router.register("tokens", tokens.AccessTokenViewSet, basename="token")
+router.register("versions", versions.VersionViewSet, basename="version")
+
+
+def not_found(request):
+    """Anything else under /api/ is a client's typo: answer in JSON, not with the portal's page."""
+    message = f"No endpoint at {request.path}; the endpoints are listed at /api/docs/."
+    return JsonResponse({"error": {"code": "not_found", "message": message}}, status=404)
+
 
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    re_path(r"^", not_found, name="api-not-found"),
 ]

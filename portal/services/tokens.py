@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from portal.models import PersonalAccessToken
 from portal.services import audit
-from portal.services.errors import InvalidInput
+from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 
 HEAD = "pat_"
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -26,6 +26,8 @@ def _hash(secret: str) -> str:
 def create_access_token(user, name: str, expires_at=None) -> tuple[PersonalAccessToken, str]:
     if not name.strip():
         raise InvalidInput("A token needs a name, so you can tell your tokens apart.")
+    if len(name.strip()) > 80:
+        raise InvalidInput("A token name has at most 80 characters.")
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("The expiry must be in the future.")
     prefix = HEAD + "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -35,6 +37,18 @@ def create_access_token(user, name: str, expires_at=None) -> tuple[PersonalAcces
     )
     audit.record(user, "token.created", token, prefix=prefix)
     return token, secret
+
+
+def revoke_access_token(token: PersonalAccessToken, actor) -> PersonalAccessToken:
+    """A person revokes one of their own tokens; someone else's is not found."""
+    if token.user_id != getattr(actor, "pk", None):
+        raise NotFound("No such access token.")
+    if token.revoked_at:
+        raise IllegalTransition("This access token is already revoked.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit.record(actor, "token.revoked", token, prefix=token.prefix)
+    return token
 
 
 def user_for_token(presented: str):

@@ -1,0 +1,76 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from portal.models import Application
+from portal.rest import limits
+from portal.rest import serializers as s
+from portal.rest.scoping import chosen_tenant, member_tenant_ids
+from portal.services import applications
+from portal.services import keys as key_service
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("tenant", str, description="Only this team's applications.")]),
+    create=extend_schema(request=s.ApplicationCreateSerializer, responses={201: s.ApplicationSerializer}),
+    partial_update=extend_schema(request=s.ApplicationUpdateSerializer, responses=s.ApplicationSerializer),
+)
+class ApplicationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your teams' applications. Developers create and edit; deleting one needs an admin."""
+
+    serializer_class = s.ApplicationSerializer
+    queryset = Application.objects.none()
+
+    def get_queryset(self):
+        apps = Application.objects.filter(tenant_id__in=member_tenant_ids(self.request.user)).select_related("tenant")
+        if tenant := self.request.query_params.get("tenant"):
+            apps = apps.filter(tenant__slug=tenant)
+        return apps.order_by("name", "pk")
+
+    def create(self, request, *args, **kwargs):
+        data = s.ApplicationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = chosen_tenant(request.user, data.validated_data.get("tenant"))
+        app = applications.create_application(
+            tenant, request.user, name=data.validated_data["name"], description=data.validated_data["description"]
+        )
+        return Response(s.ApplicationSerializer(app).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        app = self.get_object()
+        data = s.ApplicationUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        app = applications.update_application(app, request.user, **data.validated_data)
+        return Response(s.ApplicationSerializer(app).data)
+
+    def perform_destroy(self, instance):
+        applications.delete_application(instance, self.request.user)
+
+    @extend_schema(responses=s.ApiKeySerializer(many=True), description="The application's keys, newest first.")
+    @action(detail=True, methods=["get"])
+    def keys(self, request, pk=None):
+        app = self.get_object()
+        return Response(s.ApiKeySerializer(app.keys.select_related("rotated_from"), many=True).data)
+
+    @extend_schema(
+        request=s.ApiKeyCreateSerializer,
+        responses={201: s.NewApiKeySerializer},
+        description="Create a key. The answer holds its secret: the only time anyone sees it.",
+    )
+    @keys.mapping.post
+    def create_key(self, request, pk=None):
+        app = self.get_object()
+        data = s.ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        limits.check_key_creation(request)
+        key, secret = key_service.create_api_key(app, request.user, **data.validated_data)
+        key.secret = secret
+        response = Response(s.NewApiKeySerializer(key).data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response

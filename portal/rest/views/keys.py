@@ -1,0 +1,47 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from portal.models import ApiKey
+from portal.rest import serializers as s
+from portal.rest.scoping import member_tenant_ids
+from portal.services import keys as key_service
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("application", int, description="Only this application's keys.")])
+)
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your teams' API keys, by prefix. Secrets are never shown again after creation."""
+
+    serializer_class = s.ApiKeySerializer
+    queryset = ApiKey.objects.none()
+
+    def get_queryset(self):
+        found = ApiKey.objects.filter(application__tenant_id__in=member_tenant_ids(self.request.user))
+        application = self.request.query_params.get("application")
+        if application is not None:
+            found = found.filter(application_id=application if application.isdigit() else -1)
+        return found.select_related("application__tenant", "rotated_from").order_by("-created_at", "-pk")
+
+    @extend_schema(
+        request=s.RotateSerializer,
+        responses={201: s.NewApiKeySerializer},
+        description="Issue a successor key (its secret shown once); the old one keeps working for the grace period.",
+    )
+    @action(detail=True, methods=["post"])
+    def rotate(self, request, pk=None):
+        key = self.get_object()
+        data = s.RotateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new, secret = key_service.rotate_api_key(key, request.user, grace_seconds=data.validated_data["grace_seconds"])
+        new.secret = secret
+        response = Response(s.NewApiKeySerializer(new).data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(request=None, responses=s.ApiKeySerializer, description="Stop the key at once.")
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        return Response(s.ApiKeySerializer(key_service.revoke_api_key(self.get_object(), request.user)).data)

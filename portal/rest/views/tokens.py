@@ -1,0 +1,39 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from portal.models import PersonalAccessToken
+from portal.rest import serializers as s
+from portal.services import tokens
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=s.AccessTokenCreateSerializer,
+        responses={201: s.NewAccessTokenSerializer},
+        description="Create a personal access token. The answer holds its secret: the only time anyone sees it.",
+    )
+)
+class AccessTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your own personal access tokens for this API."""
+
+    serializer_class = s.AccessTokenSerializer
+    queryset = PersonalAccessToken.objects.none()
+
+    def get_queryset(self):
+        return PersonalAccessToken.objects.filter(user=self.request.user).order_by("-created_at", "-pk")
+
+    def create(self, request, *args, **kwargs):
+        data = s.AccessTokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = tokens.create_access_token(request.user, **data.validated_data)
+        token.secret = secret
+        response = Response(s.NewAccessTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(request=None, responses=s.AccessTokenSerializer, description="Stop the token at once.")
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        return Response(s.AccessTokenSerializer(tokens.revoke_access_token(self.get_object(), request.user)).data)
