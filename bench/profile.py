@@ -77,12 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="portico-profile-"))
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    processes = []
     try:
-        upstream, upstream_url = servers.start_upstream(workdir)
-        processes.append(upstream)
+        _upstream, upstream_url = servers.start_upstream(workdir)
         gateway_processes, gateway_url, secret = servers.start_portico(workdir, upstream_url, options.workers)
-        processes.extend(gateway_processes)
         headers = {"Authorization": f"Bearer {secret}"}
         load.wrk(gateway_url + "/bench/x", seconds=2, connections=options.connections, headers=headers)
         pids = worker_pids(gateway_processes[0].pid)
@@ -99,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for sampler in samplers:
             sampler.join()
     finally:
-        servers.stop_all(processes)
+        servers.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"Portico under py-spy: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms (sampling slows it)")
     print(summarise(stacks, options.top))

@@ -38,21 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         print("nginx is missing: the upstream is a bare ASGI app and there is no nginx reference row.")
 
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
-    processes = []
     try:
-        upstream, upstream_url = servers.start_upstream(workdir)
-        processes.append(upstream)
+        _upstream, upstream_url = servers.start_upstream(workdir)
         targets = {"direct": (upstream_url + "/bench/x", {})}
         if servers.nginx_binary():
-            proxy, proxy_url = servers.start_reference_proxy(workdir, upstream_url)
-            processes.append(proxy)
+            _proxy, proxy_url = servers.start_reference_proxy(workdir, upstream_url)
             targets["nginx"] = (proxy_url + "/bench/x", {})
         # No proxying, no policy: what Python ASGI under the same workers serves at most here.
-        bare, bare_url = servers.start_asgi(workdir, "bare-asgi", workers=options.workers)
-        processes.append(bare)
+        _bare, bare_url = servers.start_asgi(workdir, "bare-asgi", workers=options.workers)
         targets["bare-asgi"] = (bare_url + "/bench/x", {})
-        gateway_processes, gateway_url, secret = servers.start_portico(workdir, upstream_url, options.workers)
-        processes.extend(gateway_processes)
+        _gateway_processes, gateway_url, secret = servers.start_portico(workdir, upstream_url, options.workers)
         targets["portico"] = (gateway_url + "/bench/x", {"Authorization": f"Bearer {secret}"})
 
         results: dict = {"throughput": {}, "fixed_rate": {}}
@@ -68,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             results["fixed_rate"][name] = load.fixed_rate(
                 url, rate=options.rate, seconds=options.rate_seconds, headers=headers
             )
-    except Exception:
-        servers.stop_all(processes)
+    except BaseException:
+        servers.stop_all()
         print(f"The benchmark failed; logs are kept in {workdir}", file=sys.stderr)
         raise
-    servers.stop_all(processes)
+    servers.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
 
     throughput, fixed = results["throughput"], results["fixed_rate"]

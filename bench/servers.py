@@ -16,6 +16,15 @@ from portal import embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every process started here, from the moment it exists: one that never became ready is stopped too.
+STARTED: list[subprocess.Popen] = []
+
+
+def _started(process: subprocess.Popen) -> subprocess.Popen:
+    STARTED.append(process)
+    return process
+
+
 NGINX_CONF = """
 worker_processes {workers};
 daemon off;
@@ -74,7 +83,7 @@ def start_nginx(workdir: Path, body: str, workers: int = 1) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(workers=workers, dir=workdir, body=body))
-    return subprocess.Popen([nginx_binary(), "-c", str(conf), "-p", str(workdir)], stderr=subprocess.DEVNULL)
+    return _started(subprocess.Popen([nginx_binary(), "-c", str(conf), "-p", str(workdir)], stderr=subprocess.DEVNULL))
 
 
 def start_upstream(workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -91,12 +100,14 @@ def start_upstream(workdir: Path) -> tuple[subprocess.Popen, str]:
 def start_asgi(workdir: Path, name: str, workers: int) -> tuple[subprocess.Popen, str]:
     """bench.upstream_app under gunicorn with the gateway's own worker class (uvloop, httptools)."""
     port = embedded_redis.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-        + ["-k", "gateway.worker.GatewayWorker", "--keep-alive", "75", "bench.upstream_app:app"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / f"{name}.log", "wb"),  # noqa: SIM115 - lives as long as the process
+    process = _started(
+        subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+            + ["-k", "gateway.worker.GatewayWorker", "--keep-alive", "75", "bench.upstream_app:app"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / f"{name}.log", "wb"),  # noqa: SIM115 - lives as long as the process
+        )
     )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/")
@@ -145,7 +156,7 @@ print(secret)
 
 def start_portico(workdir: Path, upstream_url: str, workers: int) -> tuple[list[subprocess.Popen], str, str]:
     redis_port = embedded_redis.free_port()
-    redis_process = embedded_redis.start(redis_port, workdir / "redis")
+    redis_process = _started(embedded_redis.start(redis_port, workdir / "redis"))
     env = portico_env(workdir, redis_port)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
@@ -159,19 +170,23 @@ def start_portico(workdir: Path, upstream_url: str, workers: int) -> tuple[list[
     )
     secret = seeded.stdout.strip().splitlines()[-1]
     port = embedded_redis.free_port()
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway.app:app"],
-        env={**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_WORKERS": str(workers)},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115 - lives as long as the process
+    gateway = _started(
+        subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway.app:app"],
+            env={**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_WORKERS": str(workers)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115 - lives as long as the process
+        )
     )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/bench/x", headers={"Authorization": f"Bearer {secret}"})
     return [gateway, redis_process], url, secret
 
 
-def stop_all(processes: list[subprocess.Popen]) -> None:
+def stop_all(processes: list[subprocess.Popen] | None = None) -> None:
+    """Stop the given processes, or by default every one this module started."""
+    processes = STARTED if processes is None else processes
     for process in processes:
         if process.poll() is None:
             process.terminate()
