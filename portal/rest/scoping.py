@@ -36,3 +36,19 @@ class IsStaff(permissions.BasePermission):
 
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+# Object ids in paths: digits that fit a 64-bit integer; anything else is a 404 from the router.
+ID_PATTERN = r"[0-9]{1,18}"
+
+
+def id_or_none(value: str | None) -> int | None:
+    """A query-string id as an int, or None when it cannot be one (so it matches nothing)."""
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+def text_param(params, name: str, default: str = "") -> str:
+    """A query-string text, without NUL characters (PostgreSQL refuses them in any string)."""
+    return params.get(name, default).replace("\x00", "")

@@ -19,6 +19,7 @@ from portal.models import (
 from portal.services.catalog import visible_versions
 
 MAX_GRACE_SECONDS = 30 * 24 * 3600
+MAX_ID = 2**63 - 1  # beyond this a database cannot hold the id: refuse it as input, do not crash
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -91,7 +92,9 @@ class ApplicationUpdateSerializer(serializers.Serializer):
 class ApiKeySerializer(serializers.ModelSerializer):
     application = serializers.PrimaryKeyRelatedField(read_only=True)
     state = serializers.SerializerMethodField()
-    rotated_from = serializers.SlugRelatedField(slug_field="prefix", read_only=True)
+    rotated_from = serializers.SlugRelatedField(
+        slug_field="prefix", read_only=True, allow_null=True, help_text="Prefix of the key this one replaced."
+    )
 
     class Meta:
         model = ApiKey
@@ -150,9 +153,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 
 class SubscriptionRequestSerializer(serializers.Serializer):
-    application = serializers.IntegerField(min_value=1, help_text="Id of one of your applications.")
+    application = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of one of your applications.")
     api = serializers.SlugField(help_text="Slug of an API in the catalog.")
-    plan = serializers.IntegerField(min_value=1, help_text="Id of one of the API's plans.")
+    plan = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of one of the API's plans.")
 
 
 class DecisionSerializer(serializers.Serializer):

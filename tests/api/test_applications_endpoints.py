@@ -78,6 +78,6 @@ def test_an_admin_not_owner_may_delete(bob, app, acme):
 
 def test_an_applications_keys_are_listed_by_prefix_without_secrets(bob, app):
     key, _secret = keys.create_api_key(app, bob, name="laptop")
-    listed = client_for(bob).get(f"/api/v1/applications/{app.pk}/keys/").json()
+    listed = client_for(bob).get(f"/api/v1/applications/{app.pk}/keys/").json()["results"]
     assert [(k["prefix"], k["name"], k["state"]) for k in listed] == [(key.prefix, "laptop", "active")]
     assert "secret" not in listed[0] and "secret_hash" not in listed[0]

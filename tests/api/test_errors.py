@@ -62,3 +62,20 @@ def test_drf_throttling_answers_in_the_same_shape():
     response = handle(Throttled(wait=12), {})
     assert response.status_code == 429 and response["Retry-After"] == "12"
     assert response.data["error"]["code"] == "rate_limited"
+
+
+def test_ids_and_page_bounds_too_big_for_a_database_are_answers_not_crashes(bob, app):
+    client = client_for(bob)
+    huge = "9" * 30
+    assert_error(client.get(f"/api/v1/keys/{huge}/"), 404, "not_found")
+    assert client.get("/api/v1/keys/", {"application": huge}).json()["results"] == []
+    assert client.get("/api/v1/subscriptions/", {"application": huge}).json()["results"] == []
+    page = client.get("/api/v1/applications/", {"limit": huge, "offset": huge})
+    assert page.status_code == 200 and page.json()["results"] == [] and page.json()["count"] == 1
+    body = {"application": int(huge), "api": "weather", "plan": 1}
+    assert "application" in assert_error(client.post("/api/v1/subscriptions/", body), 400, "invalid_input")["fields"]
+
+
+def test_only_json_bodies_are_accepted(bob, acme):
+    response = client_for(bob).post("/api/v1/applications/", {"name": "Form"}, format="multipart")
+    assert_error(response, 415, "unsupported_media_type")

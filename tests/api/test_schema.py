@@ -54,3 +54,13 @@ def test_the_schema_and_docs_are_served_without_a_token_and_without_a_cdn():
         html = client.get(page).content.decode()
         assert "/static/drf_spectacular_sidecar/" in html
         assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+
+
+def test_every_operation_documents_the_error_shape(schema):
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    revoke = schema["paths"]["/api/v1/keys/{id}/revoke/"]["post"]["responses"]
+    assert {"400", "401", "403", "404", "409", "429"} <= set(revoke)
+    assert revoke["409"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert {"401", "404"} <= set(operation["responses"]), f"{method} {path}"

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from portal.models import Application
 from portal.rest import limits
 from portal.rest import serializers as s
-from portal.rest.scoping import chosen_tenant, member_tenant_ids
+from portal.rest.scoping import ID_PATTERN, chosen_tenant, member_tenant_ids, text_param
 from portal.services import applications
 from portal.services import keys as key_service
 
@@ -26,10 +26,11 @@ class ApplicationViewSet(
 
     serializer_class = s.ApplicationSerializer
     queryset = Application.objects.none()
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         apps = Application.objects.filter(tenant_id__in=member_tenant_ids(self.request.user)).select_related("tenant")
-        if tenant := self.request.query_params.get("tenant"):
+        if tenant := text_param(self.request.query_params, "tenant"):
             apps = apps.filter(tenant__slug=tenant)
         return apps.order_by("name", "pk")
 
@@ -56,7 +57,8 @@ class ApplicationViewSet(
     @action(detail=True, methods=["get"])
     def keys(self, request, pk=None):
         app = self.get_object()
-        return Response(s.ApiKeySerializer(app.keys.select_related("rotated_from"), many=True).data)
+        page = self.paginate_queryset(app.keys.select_related("rotated_from").order_by("-created_at", "-pk"))
+        return self.get_paginated_response(s.ApiKeySerializer(page, many=True).data)
 
     @extend_schema(
         request=s.ApiKeyCreateSerializer,

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from portal.models import Api, Membership
 from portal.rest import serializers as s
-from portal.rest.scoping import member_tenant_ids
+from portal.rest.scoping import member_tenant_ids, text_param
 from portal.services import catalog
 
 
@@ -29,8 +29,8 @@ class CatalogViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         apis = catalog.visible_apis_for(member_tenant_ids(self.request.user))
-        query = self.request.query_params.get("q", "")
-        tags = self.request.query_params.getlist("tag")
+        query = text_param(self.request.query_params, "q")
+        tags = [tag.replace("\x00", "") for tag in self.request.query_params.getlist("tag")]
         if self.action == "list" and (query.strip() or tags):
             # The catalog's own search, once per team of the caller (plus the public view).
             tenants = [None, *(m.tenant for m in Membership.objects.filter(user=self.request.user))]
@@ -44,7 +44,7 @@ class CatalogViewSet(viewsets.ReadOnlyModelViewSet):
         responses={(200, "application/json"): OpenApiTypes.OBJECT},
         description="The version's OpenAPI document, its server set to the gateway.",
     )
-    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version>[^/]+)/openapi")
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version>[^/\x00]+)/openapi")
     def openapi(self, request, slug=None, version=None):
         found = catalog.visible_version(self.get_object(), version)
         return Response(catalog.try_it_document(found, settings.PORTICO_GATEWAY_URL))

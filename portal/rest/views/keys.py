@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from portal.models import ApiKey
 from portal.rest import serializers as s
-from portal.rest.scoping import member_tenant_ids
+from portal.rest.scoping import ID_PATTERN, id_or_none, member_tenant_ids
 from portal.services import keys as key_service
 
 
@@ -17,12 +17,12 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     serializer_class = s.ApiKeySerializer
     queryset = ApiKey.objects.none()
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         found = ApiKey.objects.filter(application__tenant_id__in=member_tenant_ids(self.request.user))
-        application = self.request.query_params.get("application")
-        if application is not None:
-            found = found.filter(application_id=application if application.isdigit() else -1)
+        if "application" in self.request.query_params:
+            found = found.filter(application_id=id_or_none(self.request.query_params["application"]))
         return found.select_related("application__tenant", "rotated_from").order_by("-created_at", "-pk")
 
     @extend_schema(

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from portal.models import Application, Plan, Subscription, SubscriptionState
 from portal.rest import serializers as s
-from portal.rest.scoping import IsStaff, member_tenant_ids
+from portal.rest.scoping import ID_PATTERN, IsStaff, id_or_none, member_tenant_ids
 from portal.services import subscriptions
 from portal.services.catalog import visible_apis_for
 from portal.services.errors import NotFound
@@ -37,6 +37,7 @@ class SubscriptionViewSet(
 
     serializer_class = s.SubscriptionSerializer
     queryset = Subscription.objects.none()
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         found = Subscription.objects.select_related("api", "plan", "application")
@@ -47,8 +48,8 @@ class SubscriptionViewSet(
         if self.action == "list":
             if params.get("state") in SubscriptionState.values:
                 found = found.filter(state=params["state"])
-            if (application := params.get("application")) is not None:
-                found = found.filter(application_id=application if application.isdigit() else -1)
+            if "application" in params:
+                found = found.filter(application_id=id_or_none(params["application"]))
         return found.order_by("-requested_at", "-pk")
 
     def create(self, request, *args, **kwargs):

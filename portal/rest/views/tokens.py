@@ -5,6 +5,7 @@ from rest_framework.response import Response
 
 from portal.models import PersonalAccessToken
 from portal.rest import serializers as s
+from portal.rest.scoping import ID_PATTERN
 from portal.services import tokens
 
 
@@ -20,6 +21,7 @@ class AccessTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     serializer_class = s.AccessTokenSerializer
     queryset = PersonalAccessToken.objects.none()
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         return PersonalAccessToken.objects.filter(user=self.request.user).order_by("-created_at", "-pk")

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from portal.models import ApiVersion, VersionState
 from portal.rest import serializers as s
-from portal.rest.scoping import IsStaff
+from portal.rest.scoping import ID_PATTERN, IsStaff, text_param
 from portal.services import lifecycle
 
 
@@ -22,11 +22,12 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     serializer_class = s.StaffVersionSerializer
     queryset = ApiVersion.objects.none()
+    lookup_value_regex = ID_PATTERN
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
     def get_queryset(self):
         found = ApiVersion.objects.select_related("api")
-        if api := self.request.query_params.get("api"):
+        if api := text_param(self.request.query_params, "api"):
             found = found.filter(api__slug=api)
         if self.action == "list" and self.request.query_params.get("state") in VersionState.values:
             found = found.filter(state=self.request.query_params["state"])
