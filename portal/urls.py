@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/", include("portal.rest.urls")),
+    path("account/tokens/", include("portal.views.tokens_urls")),
     path("accounts/", include("portal.views.accounts_urls")),
     path("", include("portal.views.catalog_urls")),
     path("", include("portal.views.console_urls")),

@@ -86,11 +86,23 @@ def test_create_access_token_command_prints_a_working_token(alice, acme):
     assert PersonalAccessToken.objects.get(user=alice).name == "laptop"
 
 
+def test_create_access_token_command_sets_an_expiry_when_asked(alice):
+    call_command("create_access_token", "alice", "ci", "--expires-in-days", "7", stdout=StringIO())
+    expires_at = PersonalAccessToken.objects.get(user=alice).expires_at
+    assert timezone.now() + timedelta(days=6) < expires_at <= timezone.now() + timedelta(days=7)
+    with pytest.raises(CommandError, match="future"):
+        call_command("create_access_token", "alice", "old", "--expires-in-days", "0", stdout=StringIO())
+
+
 def test_create_access_token_command_explains_a_bad_user_or_name(alice):
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         call_command("create_access_token", "nobody", "laptop", stdout=StringIO())
     with pytest.raises(CommandError, match="needs a name"):
         call_command("create_access_token", "alice", "  ", stdout=StringIO())
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(CommandError, match="not active"):
+        call_command("create_access_token", "alice", "laptop", stdout=StringIO())
 
 
 def test_token_endpoints_create_list_and_revoke_your_own_tokens(alice):
