@@ -171,6 +171,12 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portico management API",
+    "DESCRIPTION": (
+        "The portal's operations for developers (catalog, applications, subscriptions, API keys) and for "
+        "administrators (subscription decisions, version lifecycle). Authenticate with a personal access "
+        "token, `Authorization: Token pat_...`, from /account/tokens/ or `manage.py create_access_token`. "
+        'Errors read `{"error": {"code": ..., "message": ...}}`. Guide: docs/rest-api.md.'
+    ),
     "VERSION": "1.0.0",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -5,6 +5,9 @@ from rest_framework.test import APIClient
 
 from portal.services.tokens import create_access_token
 
+# The browser harness (Debian's chromium via Playwright), shared with tests/browser.
+from tests.browser.conftest import browser, new_page, screenshot  # noqa: F401
+
 
 def client_for(user) -> APIClient:
     _token, secret = create_access_token(user, "tests")
