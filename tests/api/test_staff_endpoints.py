@@ -53,6 +53,14 @@ def test_a_rejection_needs_a_reason_and_a_decided_request_cannot_be_decided_agai
     assert Subscription.objects.get(pk=pending.pk).state == SubscriptionState.REJECTED
 
 
+def test_staff_reads_and_cancels_any_teams_subscription(staff, app, bob, api, free_plan):
+    sub, _ = subscriptions.request_subscription(app, api, free_plan, bob)
+    admin = client_for(staff)
+    assert admin.get(f"/api/v1/subscriptions/{sub.pk}/").json()["state"] == "approved"
+    cancelled = admin.post(f"/api/v1/subscriptions/{sub.pk}/cancel/", {"reason": "Abuse"}).json()
+    assert (cancelled["state"], cancelled["reason"]) == ("revoked", "Abuse")
+
+
 def test_staff_deciding_an_unknown_subscription_gets_404(staff):
     assert_error(client_for(staff).post("/api/v1/subscriptions/999999/approve/"), 404, "not_found")
 

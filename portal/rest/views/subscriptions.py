@@ -10,7 +10,8 @@ from portal.services import subscriptions
 from portal.services.catalog import visible_apis_for
 from portal.services.errors import NotFound
 
-STAFF_ACTIONS = ("approve", "reject")
+# Staff act on every tenant's subscriptions for these; everyone else only within their teams.
+STAFF_WIDE_ACTIONS = ("approve", "reject", "cancel", "retrieve")
 
 
 @extend_schema_view(
@@ -42,7 +43,7 @@ class SubscriptionViewSet(
     def get_queryset(self):
         found = Subscription.objects.select_related("api", "plan", "application")
         params = self.request.query_params
-        everyone = self.action in STAFF_ACTIONS or (self.action == "list" and params.get("scope") == "all")
+        everyone = self.action in STAFF_WIDE_ACTIONS or (self.action == "list" and params.get("scope") == "all")
         if not (everyone and self.request.user.is_staff):
             found = found.filter(application__tenant_id__in=member_tenant_ids(self.request.user))
         if self.action == "list":
