@@ -1,4 +1,4 @@
-"""Abuse limits on REST key creation: the same budget as the console's form, per user and per IP.
+"""Abuse limits on REST key creation: the console form's rates, per user and per IP (own counters).
 
 django-ratelimit counts in the shared cache (Redis), so every portal worker sees one counter.
 When Redis is unreachable the limit fails open (and says so in the log): a brief outage
