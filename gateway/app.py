@@ -21,11 +21,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from gateway.auth import AuthFailure, authenticate, presented_key
+from gateway.auth import AuthFailure, authenticate, key_from_query, presented_key
 from gateway.cache import CachedResponse, ResponseCache
 from gateway.calllog import CallLogBuffer
 from gateway.errors import error_body, send_json
-from gateway.httpclient import UpstreamConnectError, UpstreamPool, UpstreamProtocolError
+from gateway.httpclient import (
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamPool,
+    UpstreamProtocolError,
+    UpstreamStaleConnection,
+)
 from gateway.limits import AuthFailureLimiter, PlanLimiter
 from gateway.redisconn import FastRedis
 from gateway.snapshot import EMPTY, Snapshot, build_snapshot
@@ -56,6 +62,7 @@ CORS_EXPOSE = (
 )
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+PROBE_TIMEOUT_SECONDS = 2.0
 POLL_SECONDS = 0.5
 FULL_RELOAD_SECONDS = 30.0
 
@@ -103,11 +110,19 @@ class Gateway:
         await self.calllog.start()
         self.upstream = UpstreamPool()
         self.cors_origins = {o.encode() for o in s.PORTICO_CORS_ORIGINS}
+        # Off by default: a key in the URL leaks into logs and browser history.
+        self.key_query_param = os.environ.get("GATEWAY_KEY_QUERY_PARAM", "").encode()
         await self._reload()
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
             asyncio.create_task(self._listen_config(), name="config-listen"),
         ]
+        health_path = os.environ.get("GATEWAY_ACTIVE_HEALTH_PATH", "")
+        if health_path:  # optional: passive checks (ejection on failures) are always on
+            interval = float(os.environ.get("GATEWAY_ACTIVE_HEALTH_INTERVAL", "5"))
+            self._tasks.append(
+                asyncio.create_task(self._probe_targets(health_path.encode(), interval), name="active-health")
+            )
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -136,6 +151,7 @@ class Gateway:
             log.exception("could not load the configuration; keeping the current one")
             return
         self.snapshot = snapshot  # one reference swap: requests see the old or the new table, never a mix
+        self.balancers.forget_others({route.version_id for route in snapshot.routes})
         self._last_full_reload = time.monotonic()
         log.info(
             "config version %s loaded: %d routes, %d keys, %d grants",
@@ -169,6 +185,52 @@ class Gateway:
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()
+
+    # -- active health checks -------------------------------------------------------------
+
+    async def _probe_targets(self, path: bytes, interval: float) -> None:
+        """Every ``interval``: GET ``path`` on each routed target; 2xx/3xx readmits it, anything
+        else (or no answer) ejects it, so traffic stops before a request has to fail."""
+        while True:
+            await asyncio.sleep(interval)
+            states: dict[str, list] = {}
+            for route in self.snapshot.routes:
+                if route.state != "retired" and route.targets:
+                    for state in self.balancers.for_route(route).targets:
+                        states.setdefault(state.url, []).append(state)
+            verdicts = await asyncio.gather(*(self._probe(group[0].target, path) for group in states.values()))
+            for group, healthy in zip(states.values(), verdicts, strict=True):
+                for state in group:
+                    Balancer.report_probe(state, healthy)
+
+    async def _probe(self, target, path: bytes) -> bool:
+        head = b"GET %s%s HTTP/1.1\r\nhost: %s\r\nuser-agent: portico-gateway-health\r\n\r\n" % (
+            target.path_prefix,
+            path,
+            target.host_header,
+        )
+        try:
+            response = await self.upstream.request(
+                target.pool_key,
+                head,
+                None,
+                chunked=False,
+                head_request=False,
+                connect_timeout=PROBE_TIMEOUT_SECONDS,
+                read_timeout=PROBE_TIMEOUT_SECONDS,
+                total_timeout=PROBE_TIMEOUT_SECONDS,
+                replayable=True,
+            )
+        except (TimeoutError, UpstreamConnectError, UpstreamProtocolError):
+            return False
+        try:
+            async for _chunk in response.iter_chunks():
+                pass
+        except (TimeoutError, UpstreamConnectError, UpstreamProtocolError):
+            return False
+        finally:
+            response.release()
+        return 200 <= response.status < 400
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -298,7 +360,7 @@ class Gateway:
         method = record["method"]
         snapshot = self.snapshot
         host_name = host.split(b":", 1)[0].decode("latin-1").lower() if host else ""
-        route, rest = snapshot.routes.match(scope["path"], host_name)
+        route, _rest = snapshot.routes.match(scope["path"], host_name)
         if route is None:
             return await self._refuse(send, record, headers_out, 404, "route_not_found", "No API at this path.", method)
         record["api_id"] = route.api_id
@@ -316,11 +378,19 @@ class Gateway:
                 send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
             )
         presented, key_header = presented_key(auth_header, api_key_header)
+        query = scope["query_string"]
+        if self.key_query_param and query:
+            # Removed from what goes upstream even when a header carried the key.
+            from_query, query = key_from_query(query, self.key_query_param)
+            presented = presented or from_query
         try:
             key = authenticate(snapshot.keys, presented)
         except AuthFailure as failure:
-            if presented:
-                await self.auth_failures.record_failure(client_ip)
+            if presented and await self.auth_failures.record_failure(client_ip):
+                headers_out.append((b"retry-after", str(self.auth_failures.window).encode()))
+                return await self._refuse(
+                    send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
+                )
             headers_out.append((b"www-authenticate", b'Bearer realm="portico"'))
             return await self._refuse(send, record, headers_out, 401, failure.code, failure.message, method)
         record["key_prefix"] = key.prefix
@@ -365,9 +435,7 @@ class Gateway:
 
         cache_key = None
         if route.cache_ttl and not has_body and self.cache.request_allows_cache(method, scope["headers"]):
-            cache_key = self.cache.key_for(
-                route.version_id, key.application_id, "GET", scope["path"], scope["query_string"]
-            )
+            cache_key = self.cache.key_for(route.version_id, key.application_id, "GET", scope["path"], query)
             cached = await self.cache.lookup(cache_key)
             if cached is not None:
                 record["cache_hit"] = 1
@@ -386,10 +454,12 @@ class Gateway:
             headers_out.append((b"x-cache", b"MISS"))
 
         return await self._proxy(
-            scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
+            scope, receive, send, record, headers_out, route, key, key_header, query, has_body, cache_key
         )
 
-    def _upstream_head(self, scope, method: str, target, raw_rest: bytes, key, key_header, record, chunked: bool):
+    def _upstream_head(
+        self, scope, method: str, target, raw_rest: bytes, query: bytes, key, key_header, record, chunked: bool
+    ):
         """The request head sent upstream: hop-by-hop and the consumer's key removed,
         X-Forwarded-* and the consumer's identity added."""
         headers = scope["headers"]
@@ -405,7 +475,7 @@ class Gateway:
                 method.encode(),
                 target.path_prefix,
                 raw_rest,
-                b"?" + scope["query_string"] if scope["query_string"] else b"",
+                b"?" + query if query else b"",
                 target.host_header,
             )
         ]
@@ -434,7 +504,7 @@ class Gateway:
         return b"".join(lines)
 
     async def _proxy(
-        self, scope, receive, send, record, headers_out, route, rest, key, key_header, has_body, cache_key
+        self, scope, receive, send, record, headers_out, route, key, key_header, query, has_body, cache_key
     ) -> int:
         method = record["method"]
         balancer: Balancer = self.balancers.for_route(route)
@@ -462,8 +532,10 @@ class Gateway:
                 if chunk:
                     yield chunk
 
-        attempts = 1 + (route.retries if (method in IDEMPOTENT and not has_body) else 0)
+        replayable = method in IDEMPOTENT and not has_body
+        attempts = 1 + (route.retries if replayable else 0)
         tried: list[str] = []
+        connect_timed_out = False
         upstream_started = time.perf_counter()
         response = None
         state = None
@@ -477,13 +549,14 @@ class Gateway:
             try:
                 response = await self.upstream.request(
                     target.pool_key,
-                    self._upstream_head(scope, method, target, raw_rest, key, key_header, record, chunked_body),
+                    self._upstream_head(scope, method, target, raw_rest, query, key, key_header, record, chunked_body),
                     request_body() if has_body else None,
                     chunked=chunked_body,
                     head_request=method == "HEAD",
                     connect_timeout=route.connect_timeout,
                     read_timeout=route.read_timeout,
                     total_timeout=route.total_timeout,
+                    replayable=replayable,
                 )
                 record["upstream_latency_ms"] = round((time.perf_counter() - upstream_started) * 1000, 3)
                 break
@@ -510,9 +583,13 @@ class Gateway:
                 if body_state["client_gone"]:
                     record["error_code"] = "client_disconnected"
                     return 499
+                if isinstance(error, UpstreamStaleConnection):
+                    # A kept-alive connection closed under us: the target is fine.
+                    continue
                 if isinstance(error, UpstreamConnectError):
                     balancer.report_connect_failure(state)
-                    metrics.UPSTREAM_ERRORS.labels("connect").inc()
+                    connect_timed_out = isinstance(error, UpstreamConnectTimeout)
+                    metrics.UPSTREAM_ERRORS.labels("connect_timeout" if connect_timed_out else "connect").inc()
                     continue
                 metrics.UPSTREAM_ERRORS.labels("protocol").inc()
                 log.warning("upstream %s failed: %r", state.url, error)
@@ -525,6 +602,10 @@ class Gateway:
             if not tried:
                 return await self._refuse(
                     send, record, headers_out, 503, "no_upstream", "This API has no upstream target.", method
+                )
+            if connect_timed_out:
+                return await self._refuse(
+                    send, record, headers_out, 504, "upstream_timeout", "No upstream target answered in time.", method
                 )
             return await self._refuse(
                 send, record, headers_out, 502, "upstream_unreachable", "No upstream target could be reached.", method

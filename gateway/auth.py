@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from urllib.parse import unquote_to_bytes
 
 from portal.keyformat import prefix_of
 
@@ -22,6 +23,23 @@ def presented_key(authorization: bytes | None, x_api_key: bytes | None) -> tuple
     if authorization and authorization[:7].lower() == b"bearer ":
         return authorization[7:].decode("latin-1").strip(), b"authorization"
     return None, None
+
+
+def key_from_query(query_string: bytes, param: bytes) -> tuple[str | None, bytes]:
+    """The key carried in query parameter ``param`` (opt-in: keys in URLs end up in logs)
+    and the query string without that parameter, which is what goes upstream."""
+    if param + b"=" not in query_string:
+        return None, query_string
+    key = None
+    kept = []
+    for part in query_string.split(b"&"):
+        name, _eq, value = part.partition(b"=")
+        if name == param:
+            if key is None:
+                key = unquote_to_bytes(value).decode("latin-1").strip()
+        else:
+            kept.append(part)
+    return key, b"&".join(kept)
 
 
 def authenticate(keys: dict, presented: str | None, now: float | None = None):

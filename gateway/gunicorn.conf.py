@@ -14,14 +14,22 @@ graceful_timeout = int(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", "30"))
 timeout = 120
 accesslog = None  # every call is in the call log already
 
+# Workers write their metrics to files in one directory per run (the master's pid), so two
+# gateways sharing a var dir never add up or wipe each other's counters.
 _var = Path(os.environ.get("PORTICO_VAR_DIR", "var"))
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_var / "prometheus-gateway"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_var / f"prometheus-gateway-{os.getpid()}"))
 
 
 def on_starting(server):
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def on_exit(server):
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if metrics_dir.name == f"prometheus-gateway-{os.getpid()}":  # ours, not one given by the caller
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

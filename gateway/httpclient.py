@@ -16,12 +16,23 @@ from collections.abc import AsyncIterator
 
 import httptools
 
+from gateway import metrics
+
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket when this much is unread
 
 
 class UpstreamConnectError(Exception):
     """The request did not reach the upstream (refused, unreachable, or a stale keep-alive
     connection closed before answering): safe to retry elsewhere for idempotent requests."""
+
+
+class UpstreamConnectTimeout(UpstreamConnectError):
+    """The TCP connection was not established within the connect timeout."""
+
+
+class UpstreamStaleConnection(UpstreamConnectError):
+    """A pooled keep-alive connection was closed by the upstream as we reused it. Says
+    nothing about the target's health, so it must not count towards ejecting it."""
 
 
 class UpstreamProtocolError(Exception):
@@ -45,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.complete = False
+        self.keep_alive = False
         self.got_bytes = False
         self.reader_waiting: asyncio.Future | None = None
         self.paused = False
@@ -113,6 +125,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self.status >= 200:
+            # Ask now: once the message is parsed, httptools answers False whatever was sent.
+            self.keep_alive = self.parser.should_keep_alive()
             self.complete = True
             self._wake_reader()
 
@@ -164,7 +178,7 @@ class UpstreamResponse:
     def release(self) -> None:
         """Return the connection to the pool when the exchange finished cleanly."""
         conn = self._conn
-        reusable = conn.complete and not conn.closed and not conn.head_request and conn.parser.should_keep_alive()
+        reusable = conn.complete and not conn.closed and not conn.head_request and conn.keep_alive
         self._pool.give_back(conn, reusable)
 
 
@@ -201,8 +215,8 @@ class UpstreamPool:
                 ),
                 timeout,
             )
-        except TimeoutError:
-            raise
+        except TimeoutError as error:
+            raise UpstreamConnectTimeout(f"no connection to {host}:{port} within {timeout:.3f}s") from error
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {host}:{port}: {error}") from error
         return conn
@@ -218,8 +232,13 @@ class UpstreamPool:
         connect_timeout: float,
         read_timeout: float,
         total_timeout: float,
+        replayable: bool = False,
     ) -> UpstreamResponse:
-        """Send one request; returns once the answer's head has arrived."""
+        """Send one request; returns once the answer's head has arrived.
+
+        ``replayable``: the request may be sent twice (idempotent, no body). Then a pooled
+        connection that turns out to be closed is replaced by a fresh one transparently.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total_timeout
         idle = self._idle.get(key)
@@ -229,8 +248,23 @@ class UpstreamPool:
             if not candidate.closed:
                 conn = candidate
                 break
-        if conn is None:
-            conn = await self._connect(key, min(connect_timeout, total_timeout))
+        if conn is not None:
+            try:
+                return await self._exchange(conn, head, body, chunked, head_request, read_timeout, deadline)
+            except UpstreamConnectError as error:
+                # The upstream closed this kept-alive connection as we wrote to it (its idle
+                # timeout raced our reuse): not the target's fault.
+                metrics.UPSTREAM_ERRORS.labels("stale_connection").inc()
+                if not replayable:
+                    raise UpstreamStaleConnection(str(error)) from error
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError("upstream total timeout")
+        conn = await self._connect(key, min(connect_timeout, remaining))
+        return await self._exchange(conn, head, body, chunked, head_request, read_timeout, deadline)
+
+    async def _exchange(self, conn, head, body, chunked, head_request, read_timeout, deadline) -> UpstreamResponse:
+        loop = asyncio.get_running_loop()
         conn.head_request = head_request
         conn.busy = True
         try:

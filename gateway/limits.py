@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from gateway.redisconn import FastRedis
+
 log = logging.getLogger(__name__)
 
 
@@ -281,12 +283,20 @@ class PlanLimiter:
         return LimitDecision(False, headers, "quota_exceeded", f"The {policy.name} quota of {policy.limit} is used up.")
 
 
+# INCR that gives a new counter its expiry in the same step, so none lives forever.
+COUNT_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 class AuthFailureLimiter:
     """Slows down key guessing: after ``max_failures`` failed auths from one address in a
     window, that address is refused for the rest of the window. The success path costs a
     dict lookup; only failures touch Redis (a shared counter)."""
 
-    def __init__(self, redis: aioredis.Redis, *, max_failures: int = 20, window_seconds: int = 60):
+    def __init__(self, redis: FastRedis, *, max_failures: int = 20, window_seconds: int = 60):
         self._redis = redis
         self.max_failures = max_failures
         self.window = window_seconds
@@ -301,15 +311,17 @@ class AuthFailureLimiter:
         del self._blocked_until[client_ip]
         return False
 
-    async def record_failure(self, client_ip: str) -> None:
-        key = f"portico:authfail:{client_ip}:{int(time.time()) // self.window}"
+    async def record_failure(self, client_ip: str) -> bool:
+        """Count one failed auth; True when it is over the allowance, so the caller answers 429
+        at once (exact across workers: the counter is shared, the local block only saves calls).
+        The window opens at the address's first failure, so no boundary lets a burst through."""
+        key = f"portico:authfail:{client_ip}"
         try:
-            count = await self._redis.incr(key)
-            if count == 1:
-                await self._redis.expire(key, self.window * 2)
+            count = int(await self._redis.execute("EVAL", COUNT_IN_WINDOW, 1, key, self.window))
         except (RedisError, OSError):
-            count = None
-        if count is not None and count >= self.max_failures:
+            return False
+        if count >= self.max_failures:
             if len(self._blocked_until) > 10_000:
                 self._blocked_until.clear()
             self._blocked_until[client_ip] = time.monotonic() + self.window
+        return count > self.max_failures

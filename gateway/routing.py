@@ -25,6 +25,10 @@ class RouteTable:
     def __len__(self) -> int:
         return sum(len(rs) for rs in self._by_path.values())
 
+    def __iter__(self):
+        for routes in self._by_path.values():
+            yield from routes
+
     def match(self, path: str, host: str = ""):
         """Return (route, remaining path) or (None, None)."""
         if not self._by_path:

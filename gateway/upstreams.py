@@ -81,6 +81,16 @@ class Balancer:
             target.connect_failures = 0
 
     @staticmethod
+    def report_probe(target: TargetState, healthy: bool) -> None:
+        """An active health check's verdict: it ejects, and it also readmits before the cool-down ends."""
+        if healthy:
+            target.ejected_until = 0.0
+            target.connect_failures = 0
+            target.server_errors = 0
+        else:
+            target.ejected_until = time.monotonic() + EJECT_SECONDS
+
+    @staticmethod
     def report_server_error(target: TargetState) -> None:
         target.server_errors += 1
         if target.server_errors >= EJECT_AFTER_5XX:
@@ -93,6 +103,11 @@ class BalancerRegistry:
 
     def __init__(self):
         self._by_version: dict[int, tuple[tuple, Balancer]] = {}
+
+    def forget_others(self, version_ids: set[int]) -> None:
+        """Drop balancers of versions no longer routed (after a config reload)."""
+        for version_id in [v for v in self._by_version if v not in version_ids]:
+            del self._by_version[version_id]
 
     def for_route(self, route) -> Balancer:
         entry = self._by_version.get(route.version_id)

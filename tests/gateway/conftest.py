@@ -47,8 +47,9 @@ def wait_for_http(url: str, timeout: float = 15.0, ok=(200,)) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout}s")
 
 
-def start_upstream(name: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_upstream(name: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """An upstream_app server named ``name`` (it says so in its answers), on ``port`` or a free one."""
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.gateway.upstream_app", str(port), name], cwd=ROOT, stdout=subprocess.DEVNULL
     )

@@ -1,7 +1,10 @@
 """How the gateway talks to upstreams: balancing, ejection and retries, timeouts, streaming, size."""
 
 import collections
+import contextlib
 import socket
+import socketserver
+import threading
 import time
 
 import pytest
@@ -116,3 +119,96 @@ def test_client_that_disconnects_mid_request_does_not_break_the_gateway(gateway,
             "Content-Length: 100000\r\n\r\npartial".encode()
         )
     assert gateway.get(f"{config.base_path}/echo", config.key).status_code == 200
+
+
+@contextlib.contextmanager
+def blackhole():
+    """An address whose TCP handshake never completes: a listener with a full backlog that
+    never accepts, so connects hang (SYNs dropped) until the client's connect timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()
+
+
+def upstream_errors(gateway, kind: str) -> float:
+    prefix = f'portico_gateway_upstream_errors_total{{kind="{kind}"}}'
+    for line in requests.get(f"{gateway.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_connect_timeout_is_retried_on_another_target(gateway, configure, upstream_a):
+    with blackhole() as unreachable:
+        config = configure([upstream_a, unreachable], retries=1, connect_timeout_ms=200)
+        statuses = [gateway.get(f"{config.base_path}/echo", config.key).status_code for _ in range(10)]
+        assert statuses == [200] * 10
+        assert 1 <= upstream_errors(gateway, "connect_timeout") <= 2  # then ejected, once per worker
+
+
+def test_connect_timeout_on_the_only_target_gives_504(gateway, configure):
+    with blackhole() as unreachable:
+        config = configure([unreachable], retries=0, connect_timeout_ms=200)
+        response = gateway.get(f"{config.base_path}/echo", config.key)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+
+
+class _ClosesKeptAliveConnections(socketserver.BaseRequestHandler):
+    """Answers the first request of a connection with keep-alive, then closes the connection
+    as the next request arrives: the race between an upstream's idle timeout and reuse."""
+
+    def handle(self):
+        received = b""
+        answered = False
+        while chunk := self.request.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received:
+                if answered:
+                    return
+                body = b'{"upstream": "closer"}'
+                self.request.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                answered = True
+                received = b""
+
+
+@pytest.fixture
+def closing_upstream():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesKeptAliveConnections)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_upstream_closing_a_kept_alive_connection_costs_no_error(gateway, configure, closing_upstream):
+    config = configure([closing_upstream], retries=0)
+    connect_errors = upstream_errors(gateway, "connect")
+    statuses = [gateway.get(f"{config.base_path}/echo", config.key).status_code for _ in range(10)]
+    assert statuses == [200] * 10  # replayed on a fresh connection, although retries are off
+    assert upstream_errors(gateway, "stale_connection") >= 4  # pooled connections were reused and found closed
+    assert upstream_errors(gateway, "connect") == connect_errors  # and the target was not blamed for it
+
+
+def test_upstream_connections_are_kept_alive_and_reused(gateway, configure, upstream_a):
+    config = configure([upstream_a])
+    ports = {gateway.get(f"{config.base_path}/echo", config.key).json()["peer_port"] for _ in range(20)}
+    # One pooled connection per worker (2 workers) carries all twenty requests.
+    assert 1 <= len(ports) <= 2, ports

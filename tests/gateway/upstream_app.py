@@ -22,6 +22,8 @@ async def echo(request: web.Request) -> web.Response:
             "path": request.path_qs,
             "headers": dict(request.headers),
             "body_bytes": len(body),
+            # Which gateway connection carried it: tells whether connections are reused.
+            "peer_port": request.transport.get_extra_info("peername")[1],
         }
     )
 
