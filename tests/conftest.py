@@ -109,3 +109,17 @@ def app(acme, alice):
 @pytest.fixture
 def globex_app(globex, charlie):
     return Application.objects.create(tenant=globex, name="Globex App", created_by=charlie)
+
+
+@pytest.fixture
+def cache_down(settings):
+    """The portal's cache pointed at an address where no Redis listens (an outage)."""
+    from portal.embedded_redis import free_port
+
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }

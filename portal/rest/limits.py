@@ -1,30 +1,20 @@
 """Abuse limits on REST key creation: the console form's rates, per user and per IP (own counters).
 
 django-ratelimit counts in the shared cache (Redis), so every portal worker sees one counter.
-When Redis is unreachable the limit fails open (and says so in the log): a brief outage
+When Redis is unreachable the limit fails open (``portal.cache`` logs it): a brief outage
 should not stop developers from creating keys, and must not answer 500.
 """
 
-import logging
-
 from django_ratelimit.core import is_ratelimited
 from rest_framework.exceptions import Throttled
-
-from portal.rest.throttling import CACHE_FAILURES
-
-log = logging.getLogger(__name__)
 
 KEY_CREATION_RATES = (("user", "30/h"), ("ip", "60/h"))
 
 
 def check_key_creation(request) -> None:
     for key, rate in KEY_CREATION_RATES:
-        try:
-            limited = is_ratelimited(
-                request, group=f"rest.key_create.{key}", key=key, rate=rate, method="POST", increment=True
-            )
-        except CACHE_FAILURES as error:
-            log.warning("key creation limit skipped, the cache is unreachable: %s", error)
-            return
+        limited = is_ratelimited(
+            request, group=f"rest.key_create.{key}", key=key, rate=rate, method="POST", increment=True
+        )
         if limited:
             raise Throttled(detail=f"Too many keys created (at most {rate.replace('/h', ' an hour')} per {key}).")
