@@ -13,11 +13,10 @@ from django_ratelimit.decorators import ratelimit
 
 from portal.forms import ApplicationForm, KeyForm, SubscribeForm
 from portal.models import ApiKey, Application, Role
+from portal.services import applications as applications_service
 from portal.services import keys, subscriptions
-from portal.services.access import require_role
 from portal.services.catalog import visible_apis
-from portal.services.config_signal import publish_config_change
-from portal.services.errors import NotFound, ServiceError
+from portal.services.errors import InvalidInput, NotFound, ServiceError
 from portal.views.context import current_membership, current_tenant
 
 
@@ -41,22 +40,17 @@ def applications(request):
     membership = _membership(request)
     apps = Application.objects.filter(tenant=membership.tenant).prefetch_related("subscriptions", "keys")
     form = ApplicationForm(request.POST or None)
-    if request.method == "POST":
+    if request.method == "POST" and form.is_valid():
         try:
-            require_role(request.user, membership.tenant, Role.DEVELOPER)
+            app = applications_service.create_application(membership.tenant, request.user, **form.cleaned_data)
+        except InvalidInput as error:
+            form.add_error("name", error.message)
         except ServiceError as error:
             messages.error(request, error.message)
             return redirect("applications")
-        if form.is_valid():
-            if Application.objects.filter(tenant=membership.tenant, name=form.cleaned_data["name"]).exists():
-                form.add_error("name", "Your team already has an application with this name.")
-            else:
-                app = form.save(commit=False)
-                app.tenant = membership.tenant
-                app.created_by = request.user
-                app.save()
-                messages.success(request, f"Application {app.name} created.")
-                return redirect("application_detail", pk=app.pk)
+        else:
+            messages.success(request, f"Application {app.name} created.")
+            return redirect("application_detail", pk=app.pk)
     return render(request, "portal/console/applications.html", {"applications": apps, "form": form})
 
 
@@ -71,9 +65,28 @@ def application_detail(request, pk):
             "subscriptions": app.subscriptions.select_related("api", "plan"),
             "keys": app.keys.all(),
             "key_form": KeyForm(),
+            "edit_form": ApplicationForm(instance=app, auto_id="edit_%s"),
             "can_write": _membership(request).has_role(Role.DEVELOPER),
+            "can_delete": _membership(request).has_role(Role.ADMIN),
         },
     )
+
+
+@login_required
+@require_POST
+def application_edit(request, pk):
+    app = _application(request, pk)
+    form = ApplicationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("application_detail", pk=pk)
+    try:
+        applications_service.update_application(app, request.user, **form.cleaned_data)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Application {app.name} saved.")
+    return redirect("application_detail", pk=pk)
 
 
 @login_required
@@ -81,13 +94,11 @@ def application_detail(request, pk):
 def application_delete(request, pk):
     app = _application(request, pk)
     try:
-        require_role(request.user, app.tenant, Role.ADMIN)
+        applications_service.delete_application(app, request.user)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("application_detail", pk=pk)
-    app.delete()
     messages.success(request, f"Application {app.name} deleted; its keys no longer work.")
-    publish_config_change(f"application {pk} deleted")
     return redirect("applications")
 
 

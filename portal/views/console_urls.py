@@ -5,6 +5,7 @@ from portal.views import console, members
 urlpatterns = [
     path("apps/", console.applications, name="applications"),
     path("apps/<int:pk>/", console.application_detail, name="application_detail"),
+    path("apps/<int:pk>/edit/", console.application_edit, name="application_edit"),
     path("apps/<int:pk>/delete/", console.application_delete, name="application_delete"),
     path("apps/<int:pk>/keys/", console.key_create, name="key_create"),
     path("apps/<int:pk>/keys/<int:key_pk>/rotate/", console.key_rotate, name="key_rotate"),

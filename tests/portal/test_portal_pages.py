@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from portal.models import ApiKey, Application, Membership, Subscription, SubscriptionState, Tenant
+from portal.models import ApiKey, Application, AuditEvent, Membership, Subscription, SubscriptionState, Tenant
 from portal.services import keys, lifecycle
 from tests.conftest import PASSWORD
 
@@ -144,6 +144,7 @@ def test_viewer_sees_keys_but_cannot_create_them(client, app, vera):
     "name,method",
     [
         ("application_detail", "get"),
+        ("application_edit", "post"),
         ("application_delete", "post"),
         ("key_create", "post"),
     ],
@@ -197,3 +198,41 @@ def test_login_attempts_are_rate_limited(client, alice, redis_client):
         ).json()["error"]["code"]
         == "rate_limited"
     )
+
+
+def test_login_signup_and_key_creation_work_while_the_cache_is_down(client, app, bob, cache_down):
+    # The abuse limits count in Redis; while it is away they let people through, never a 500.
+    assert client.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+    response = client.post(reverse("key_create", args=[app.pk]), {"name": "during the outage"})
+    assert response.status_code == 200 and b'id="secret">pt_' in response.content
+    client.logout()
+    signup = client.post(
+        reverse("signup"),
+        {"username": "newcomer", "email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert signup.status_code == 302 and get_user_model().objects.filter(username="newcomer").exists()
+
+
+def test_developer_edits_an_application_and_names_stay_unique_in_the_team(client, app, bob, acme):
+    login(client, bob)
+    Application.objects.create(tenant=acme, name="Taken", created_by=bob)
+    client.post(reverse("application_edit", args=[app.pk]), {"name": "Renamed", "description": "Billing sync"})
+    app.refresh_from_db()
+    assert (app.name, app.description) == ("Renamed", "Billing sync")
+    page = client.post(reverse("application_edit", args=[app.pk]), {"name": "Taken"}, follow=True)
+    assert "already has an application named" in page.content.decode()
+    app.refresh_from_db()
+    assert app.name == "Renamed"
+
+
+def test_only_team_admins_delete_applications_and_the_deletion_is_audited(client, app, bob, alice):
+    login(client, bob)  # a developer
+    page = client.get(reverse("application_detail", args=[app.pk])).content.decode()
+    assert "Delete application" not in page
+    refused = client.post(reverse("application_delete", args=[app.pk]), follow=True)
+    assert "needs the admin role" in refused.content.decode() and Application.objects.filter(pk=app.pk).exists()
+    login(client, alice)  # the owner
+    assert "Delete application" in client.get(reverse("application_detail", args=[app.pk])).content.decode()
+    client.post(reverse("application_delete", args=[app.pk]))
+    assert not Application.objects.filter(pk=app.pk).exists()
+    assert AuditEvent.objects.filter(action="application.deleted").exists()
