@@ -40,8 +40,9 @@ class UpstreamProtocolError(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool_key):
+    def __init__(self, pool_key, loop: asyncio.AbstractEventLoop):
         self.pool_key = pool_key
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -52,7 +53,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.status = 0
-        self.headers_done: asyncio.Future | None = asyncio.get_event_loop().create_future()
+        self.headers_done: asyncio.Future | None = self.loop.create_future()
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.complete = False
@@ -94,6 +95,10 @@ class _Connection(asyncio.Protocol):
         self._wake_reader()
         if self.transport is not None:
             self.transport.abort()
+
+    def time_out_head(self) -> None:
+        if not self.headers_done.done():
+            self.headers_done.set_exception(TimeoutError("upstream read timeout"))
 
     def _wake_reader(self) -> None:
         waiter = self.reader_waiting
@@ -207,7 +212,7 @@ class UpstreamPool:
         try:
             _transport, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(key),
+                    lambda: _Connection(key, loop),
                     host,
                     port,
                     ssl=self._ssl if scheme == "https" else None,
@@ -264,7 +269,7 @@ class UpstreamPool:
         return await self._exchange(conn, head, body, chunked, head_request, read_timeout, deadline)
 
     async def _exchange(self, conn, head, body, chunked, head_request, read_timeout, deadline) -> UpstreamResponse:
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         conn.head_request = head_request
         conn.busy = True
         try:
@@ -277,7 +282,15 @@ class UpstreamPool:
                 if chunked:
                     conn.transport.write(b"0\r\n\r\n")
             timeout = min(read_timeout, deadline - loop.time())
-            await asyncio.wait_for(asyncio.shield(conn.headers_done), timeout)
+            if not conn.headers_done.done():
+                # A timer handle, not wait_for: no Task and no shield per request.
+                timer = loop.call_later(timeout, conn.time_out_head)
+                try:
+                    await conn.headers_done
+                finally:
+                    timer.cancel()
+            else:
+                conn.headers_done.result()  # raises what the connection failed with
         except BaseException:
             conn.closed = True
             if conn.transport is not None:

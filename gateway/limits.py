@@ -102,7 +102,7 @@ if refused == 0 then
     if w[1] == 'rate' then
       redis.call('SET', KEYS[i], w[2], 'PX', math.ceil(w[2] - now) + 1000)
     else
-      redis.call('INCR', KEYS[i]); redis.call('EXPIREAT', KEYS[i], w[2] + 3600)
+      if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIREAT', KEYS[i], w[2] + 3600) end
     end
   end
 end
@@ -138,22 +138,44 @@ def _policies(limits: PlanLimits, now: float) -> list[tuple[_Policy, str, int]]:
     return found
 
 
-def _headers(policies, remaining_and_reset, refused_index: int, wait_ms: float) -> list[tuple[bytes, bytes]]:
-    policy_items, state_items, tightest = [], [], None
-    for i, (policy, _suffix, _end) in enumerate(policies):
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a subscription's check sends and says that does not change within a day."""
+
+    policies: list
+    keys: list[str]
+    args_after_now: list
+    policy_header: tuple[bytes, bytes]
+    valid_until: float  # the next UTC midnight: quota windows move then
+
+
+def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
+    policies = _policies(limits, now)
+    args: list = [sum(1 for p, _s, _e in policies if p.kind == "rate")]
+    for policy, _suffix, end in policies:
+        args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
+    items = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p, _s, _e in policies)
+    return _Prepared(
+        policies,
+        [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies],
+        args,
+        (b"ratelimit-policy", items.encode()),
+        (now // 86400 + 1) * 86400,
+    )
+
+
+def _headers(prepared: _Prepared, remaining_and_reset, refused_index: int, wait_ms: float) -> list:
+    state_items, tightest = [], None
+    for i, (policy, _suffix, _end) in enumerate(prepared.policies):
         remaining = max(0, int(remaining_and_reset[2 * i]))
         reset = max(0, math.ceil(float(remaining_and_reset[2 * i + 1]) / 1000))
-        policy_items.append(f'"{policy.name}";q={policy.limit};w={policy.window}')
         state_items.append(f'"{policy.name}";r={remaining};t={reset}')
         rank = (remaining, -reset)
         if refused_index == i + 1 or (refused_index == 0 and (tightest is None or rank < tightest[0])):
             tightest = (rank, policy, remaining, reset)
             if refused_index == i + 1:
                 tightest = ((-1, 0), policy, remaining, reset)
-    headers = [
-        (b"ratelimit-policy", ", ".join(policy_items).encode()),
-        (b"ratelimit", ", ".join(state_items).encode()),
-    ]
+    headers = [prepared.policy_header, (b"ratelimit", ", ".join(state_items).encode())]
     if tightest:
         _rank, policy, remaining, reset = tightest
         headers += [
@@ -233,6 +255,7 @@ class PlanLimiter:
         self._sha: str | None = None
         self._local = _LocalLimiter()
         self._redis_down_until = 0.0
+        self._prepared: dict[tuple[int, PlanLimits], _Prepared] = {}
 
     async def _eval(self, keys: list[str], args: list) -> list:
         if self._sha is None:
@@ -247,11 +270,13 @@ class PlanLimiter:
         if limits.unlimited:
             return ALLOW_UNLIMITED
         now = time.time()
-        policies = _policies(limits, now)
-        keys = [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies]
-        args: list = [int(now * 1000), sum(1 for p, _s, _e in policies if p.kind == "rate")]
-        for policy, _suffix, end in policies:
-            args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
+        prepared = self._prepared.get((subscription_id, limits))
+        if prepared is None or now >= prepared.valid_until:
+            if len(self._prepared) > 100_000:
+                self._prepared.clear()
+            prepared = self._prepared[(subscription_id, limits)] = _prepare(subscription_id, limits, now)
+        policies, keys = prepared.policies, prepared.keys
+        args = [int(now * 1000), *prepared.args_after_now]
 
         result = None
         if now >= self._redis_down_until:
@@ -272,7 +297,7 @@ class PlanLimiter:
             result = self._local.run(keys, args)
 
         admitted, refused, wait = int(result[0]), int(result[1]), float(result[2])
-        headers = _headers(policies, result[3:], refused, wait)
+        headers = _headers(prepared, result[3:], refused, wait)
         if admitted:
             return LimitDecision(True, headers)
         policy = policies[refused - 1][0]

@@ -33,13 +33,45 @@ def _encode(args: tuple) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self):
+    def __init__(self, timeout: float):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiters: deque[asyncio.Future] = deque()
+        self.deadlines: deque[float] = deque()  # one per waiter, in the same order
         self.outgoing: list[bytes] = []
         self.flush_scheduled = False
         self.closed = False
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    def expect_reply(self, waiter: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+        self.waiters.append(waiter)
+        self.deadlines.append(loop.time() + self.timeout)
+        if self.watchdog is None:
+            self.watchdog = loop.call_later(self.timeout, self._check_deadline, loop)
+
+    def _check_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Replies come in order, so only the oldest waiter can be late: one timer per
+        connection replaces a timeout (and a Task, with wait_for) per command."""
+        self.watchdog = None
+        if not self.deadlines or self.closed:
+            return
+        oldest = self.deadlines[0]
+        if oldest > loop.time():
+            self.watchdog = loop.call_later(oldest - loop.time(), self._check_deadline, loop)
+            return
+        # After a lost reply the connection cannot be trusted: every waiter fails, and the
+        # next command opens a new connection.
+        self.closed = True
+        self._fail_all(RedisTimeoutError("Redis did not answer in time"))
+        self.transport.abort()
+
+    def _fail_all(self, error: Exception) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        self.deadlines.clear()
 
     def flush(self) -> None:
         self.flush_scheduled = False
@@ -49,11 +81,13 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             waiter = self.waiters.popleft()
+            self.deadlines.popleft()
             if waiter.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -65,10 +99,10 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(RedisConnectionError("connection to Redis lost"))
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        self._fail_all(RedisConnectionError("connection to Redis lost"))
 
 
 class FastRedis:
@@ -89,7 +123,7 @@ class FastRedis:
         loop = asyncio.get_running_loop()
         try:
             _transport, protocol = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port), self.connect_timeout
+                loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port), self.connect_timeout
             )
         except (OSError, TimeoutError) as error:
             raise RedisConnectionError(f"cannot reach Redis at {self.host}:{self.port}: {error}") from error
@@ -100,9 +134,9 @@ class FastRedis:
             setup.append(("SELECT", self.db))
         for command in setup:
             waiter = loop.create_future()
-            protocol.waiters.append(waiter)
+            protocol.expect_reply(waiter, loop)
             protocol.transport.write(_encode(command))
-            await asyncio.wait_for(waiter, self.timeout)
+            await waiter
         return protocol
 
     async def _connection(self) -> _Protocol:
@@ -121,20 +155,15 @@ class FastRedis:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connection()
-        loop = asyncio.get_running_loop()
+        loop = protocol.loop
         waiter = loop.create_future()
-        protocol.waiters.append(waiter)
+        protocol.expect_reply(waiter, loop)
         # Commands issued in the same loop iteration leave in one write (one syscall).
         protocol.outgoing.append(_encode(args))
         if not protocol.flush_scheduled:
             protocol.flush_scheduled = True
             loop.call_soon(protocol.flush)
-        try:
-            return await asyncio.wait_for(waiter, self.timeout)
-        except TimeoutError as error:
-            # Replies are matched by order: after a lost one the connection cannot be trusted.
-            protocol.transport.abort()
-            raise RedisTimeoutError("Redis did not answer in time") from error
+        return await waiter  # the protocol's watchdog fails it if Redis is too slow
 
     async def evalsha(self, sha: str, numkeys: int, *args):
         return await self.execute("EVALSHA", sha, numkeys, *args)

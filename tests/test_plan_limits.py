@@ -174,3 +174,26 @@ def test_a_dead_redis_is_not_asked_again_on_every_request():
     first, breaker_open, rest = run(scenario())
     assert breaker_open
     assert first.allowed and all(d.allowed for d in rest)
+
+
+def test_fast_redis_fails_every_waiting_command_when_redis_stops_answering():
+    import socket
+
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    silent = socket.socket()  # accepts connections (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+
+    async def scenario():
+        client = FastRedis(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.3)
+        started = time.monotonic()
+        outcomes = await asyncio.gather(client.get("a"), client.get("b"), return_exceptions=True)
+        return outcomes, time.monotonic() - started
+
+    try:
+        outcomes, waited = run(scenario())
+    finally:
+        silent.close()
+    assert [type(o) for o in outcomes] == [RedisTimeoutError, RedisTimeoutError]
+    assert 0.25 <= waited < 1.0

@@ -111,6 +111,16 @@ def test_health_readiness_and_metrics(gateway, configure, upstream_a):
     assert "portico_gateway_request_duration_seconds_bucket" in text
 
 
+def test_metrics_count_every_answer_of_every_worker(gateway, configure, upstream_a):
+    config = configure([upstream_a])
+    statuses = [gateway.get(f"{config.base_path}/status/418", config.key).status_code for _ in range(25)]
+    assert statuses == [418] * 25
+    time.sleep(1.5)  # workers add their tallies to the shared values once a second
+    text = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    counted = [line for line in text.splitlines() if line.startswith('portico_gateway_requests_total{status="418"}')]
+    assert counted and float(counted[0].split()[-1]) == 25.0
+
+
 def test_client_that_disconnects_mid_request_does_not_break_the_gateway(gateway, configure, upstream_a):
     config = configure([upstream_a])
     with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
