@@ -103,6 +103,8 @@ class Gateway:
     async def startup(self) -> None:
         s = self.settings
         self._id_prefix = os.urandom(8).hex()  # here, in the worker: never shared by a fork
+        # A safety net for changes that bypassed the services' version bump (a manual SQL edit).
+        self._full_reload_seconds = float(os.environ.get("GATEWAY_FULL_RELOAD_SECONDS", FULL_RELOAD_SECONDS))
         # Per request the gateway makes many short-lived containers; young collections every
         # 700 of them were frequent for no gain (almost everything dies by reference count).
         gc.set_threshold(20_000, 20, 20)
@@ -186,7 +188,7 @@ class Gateway:
                 await asyncio.wait_for(self._changed.wait(), POLL_SECONDS)
             self._changed.clear()
             version = await self._config_version()
-            stale = time.monotonic() - self._last_full_reload > FULL_RELOAD_SECONDS
+            stale = time.monotonic() - self._last_full_reload > self._full_reload_seconds
             if (version is not None and version != self.snapshot.version) or stale or self.snapshot is EMPTY:
                 await self._reload(version)
 
