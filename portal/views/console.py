@@ -31,6 +31,11 @@ def _membership(request):
     return membership
 
 
+def _form_errors(form) -> str:
+    """A small form's errors as one message (its page shows no inline errors)."""
+    return "; ".join(e for errors in form.errors.values() for e in errors)
+
+
 def _application(request, pk) -> Application:
     return get_object_or_404(Application, pk=pk, tenant=_membership(request).tenant)
 
@@ -78,7 +83,7 @@ def application_edit(request, pk):
     app = _application(request, pk)
     form = ApplicationForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, _form_errors(form))
         return redirect("application_detail", pk=pk)
     try:
         applications_service.update_application(app, request.user, **form.cleaned_data)
@@ -149,7 +154,7 @@ def key_create(request, pk):
     app = _application(request, pk)
     form = KeyForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, _form_errors(form))
         return redirect("application_detail", pk=pk)
     try:
         key, secret = keys.create_api_key(
