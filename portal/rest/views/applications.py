@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from portal.models import Application
 from portal.rest import limits
 from portal.rest import serializers as s
+from portal.rest.responses import secret_created
 from portal.rest.scoping import ID_PATTERN, chosen_tenant, member_tenant_ids, text_param
 from portal.services import applications
 from portal.services import keys as key_service
@@ -73,6 +74,4 @@ class ApplicationViewSet(
         limits.check_key_creation(request)
         key, secret = key_service.create_api_key(app, request.user, **data.validated_data)
         key.secret = secret
-        response = Response(s.NewApiKeySerializer(key).data, status=status.HTTP_201_CREATED)
-        response["Cache-Control"] = "no-store"
-        return response
+        return secret_created(s.NewApiKeySerializer(key).data)

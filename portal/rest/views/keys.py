@@ -1,10 +1,11 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.models import ApiKey
 from portal.rest import serializers as s
+from portal.rest.responses import secret_created
 from portal.rest.scoping import ID_PATTERN, id_or_none, member_tenant_ids
 from portal.services import keys as key_service
 
@@ -37,9 +38,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         data.is_valid(raise_exception=True)
         new, secret = key_service.rotate_api_key(key, request.user, grace_seconds=data.validated_data["grace_seconds"])
         new.secret = secret
-        response = Response(s.NewApiKeySerializer(new).data, status=status.HTTP_201_CREATED)
-        response["Cache-Control"] = "no-store"
-        return response
+        return secret_created(s.NewApiKeySerializer(new).data)
 
     @extend_schema(request=None, responses=s.ApiKeySerializer, description="Stop the key at once.")
     @action(detail=True, methods=["post"])

@@ -71,6 +71,13 @@ class SubscriptionViewSet(
             s.SubscriptionSerializer(sub).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
+    def _decide(self, request, decision) -> Response:
+        """Apply a decision service (approve, reject, revoke) with the reason given."""
+        data = s.DecisionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sub = decision(self.get_object(), request.user, reason=data.validated_data["reason"])
+        return Response(s.SubscriptionSerializer(sub).data)
+
     @extend_schema(
         request=s.DecisionSerializer,
         responses=s.SubscriptionSerializer,
@@ -78,25 +85,16 @@ class SubscriptionViewSet(
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        data = s.DecisionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        sub = subscriptions.revoke_subscription(self.get_object(), request.user, reason=data.validated_data["reason"])
-        return Response(s.SubscriptionSerializer(sub).data)
+        return self._decide(request, subscriptions.revoke_subscription)
 
     @extend_schema(request=s.DecisionSerializer, responses=s.SubscriptionSerializer, description="Staff only.")
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated, IsStaff])
     def approve(self, request, pk=None):
-        data = s.DecisionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        sub = subscriptions.approve_subscription(self.get_object(), request.user, reason=data.validated_data["reason"])
-        return Response(s.SubscriptionSerializer(sub).data)
+        return self._decide(request, subscriptions.approve_subscription)
 
     @extend_schema(
         request=s.DecisionSerializer, responses=s.SubscriptionSerializer, description="Staff only; needs a reason."
     )
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated, IsStaff])
     def reject(self, request, pk=None):
-        data = s.DecisionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        sub = subscriptions.reject_subscription(self.get_object(), request.user, reason=data.validated_data["reason"])
-        return Response(s.SubscriptionSerializer(sub).data)
+        return self._decide(request, subscriptions.reject_subscription)

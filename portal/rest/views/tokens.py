@@ -1,10 +1,11 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.models import PersonalAccessToken
 from portal.rest import serializers as s
+from portal.rest.responses import secret_created
 from portal.rest.scoping import ID_PATTERN
 from portal.services import tokens
 
@@ -31,9 +32,7 @@ class AccessTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         data.is_valid(raise_exception=True)
         token, secret = tokens.create_access_token(request.user, **data.validated_data)
         token.secret = secret
-        response = Response(s.NewAccessTokenSerializer(token).data, status=status.HTTP_201_CREATED)
-        response["Cache-Control"] = "no-store"
-        return response
+        return secret_created(s.NewAccessTokenSerializer(token).data)
 
     @extend_schema(request=None, responses=s.AccessTokenSerializer, description="Stop the token at once.")
     @action(detail=True, methods=["post"])

@@ -1,0 +1,11 @@
+"""Answers shared by several REST resources."""
+
+from rest_framework import status
+from rest_framework.response import Response
+
+
+def secret_created(data) -> Response:
+    """201 for an answer that carries a secret, shown this once: no cache may keep it."""
+    response = Response(data, status=status.HTTP_201_CREATED)
+    response["Cache-Control"] = "no-store"
+    return response
