@@ -3,6 +3,7 @@
 import asyncio
 
 import orjson
+import pytest
 import redis as redis_lib
 
 from gateway.calllog import CallLogBuffer
@@ -15,6 +16,16 @@ def records(start, n):
 
 def stream_ids(client, stream):
     return [orjson.loads(f[b"r"])["request_id"] for _id, f in client.xrange(stream)]
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own (the session's is shared), stopped at the end."""
+    port = embedded_redis.free_port()
+    server = embedded_redis.start(port, tmp_path / "redis")
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait()
 
 
 def test_batches_spool_while_redis_is_down_and_replay_in_order_after(tmp_path):
@@ -53,33 +64,21 @@ def test_batches_spool_while_redis_is_down_and_replay_in_order_after(tmp_path):
         server.wait()
 
 
-def test_stop_flushes_what_is_pending(tmp_path):
-    port = embedded_redis.free_port()
-    server = embedded_redis.start(port, tmp_path / "redis")
-    url = f"redis://127.0.0.1:{port}/0"
-
+def test_stop_flushes_what_is_pending(tmp_path, own_redis):
     async def scenario():
-        buffer = CallLogBuffer(url, "calls", tmp_path / "spool", flush_interval=60)
+        buffer = CallLogBuffer(own_redis, "calls", tmp_path / "spool", flush_interval=60)
         await buffer.start()
         for r in records(0, 7):
             buffer.append(r)
         await buffer.stop()
 
-    try:
-        asyncio.run(scenario())
-        assert stream_ids(redis_lib.Redis.from_url(url), "calls") == [f"r{i}" for i in range(7)]
-    finally:
-        server.terminate()
-        server.wait()
+    asyncio.run(scenario())
+    assert stream_ids(redis_lib.Redis.from_url(own_redis), "calls") == [f"r{i}" for i in range(7)]
 
 
-def test_a_replayed_batch_is_not_applied_twice(tmp_path):
-    port = embedded_redis.free_port()
-    server = embedded_redis.start(port, tmp_path / "redis")
-    url = f"redis://127.0.0.1:{port}/0"
-
+def test_a_replayed_batch_is_not_applied_twice(tmp_path, own_redis):
     async def scenario():
-        buffer = CallLogBuffer(url, "calls", tmp_path / "spool")
+        buffer = CallLogBuffer(own_redis, "calls", tmp_path / "spool")
         await buffer.start()
         encoded = [orjson.dumps(r) for r in records(0, 3)]
         first = await buffer._ship("batch-1", encoded)
@@ -87,9 +86,5 @@ def test_a_replayed_batch_is_not_applied_twice(tmp_path):
         await buffer.stop()
         return first, again
 
-    try:
-        assert asyncio.run(scenario()) == (True, True)
-        assert stream_ids(redis_lib.Redis.from_url(url), "calls") == ["r0", "r1", "r2"]
-    finally:
-        server.terminate()
-        server.wait()
+    assert asyncio.run(scenario()) == (True, True)
+    assert stream_ids(redis_lib.Redis.from_url(own_redis), "calls") == ["r0", "r1", "r2"]

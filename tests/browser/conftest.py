@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.gateway.conftest import GatewayProcess, start_upstream, stop
+from tests.gateway.conftest import GatewayProcess, upstream_a  # noqa: F401 (the gateway harness's upstream fixture)
 
 CHROMIUM = os.environ.get("PORTICO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -73,13 +73,6 @@ def screenshot():
         return path
 
     return take
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    process, url = start_upstream("a")
-    yield url
-    stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ UNLABELLED_CONTROLS = """() => [...document.querySelectorAll('main input, main s
 
 
 @pytest.fixture
-def tides(upstream, staff):
+def tides(upstream_a, staff):
     publisher = Tenant.objects.create(name="Sea Co", slug="sea")
     tides = make_api(
         publisher, staff, "tides", description="Tide tables.", tags=("ocean",), states=("deprecated", "published")
@@ -32,7 +32,7 @@ def tides(upstream, staff):
     for version in tides.versions.all():
         version.openapi = ECHO
         version.save()
-        version.targets.update(url=upstream)
+        version.targets.update(url=upstream_a)
     make_plan(tides, "Free", requests_per_minute=30)
     make_api(publisher, staff, "winds", description="Wind speeds.", tags=("air",))
     return tides

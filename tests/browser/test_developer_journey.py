@@ -35,7 +35,7 @@ ECHO_DOCUMENT = {
 
 
 @pytest.fixture
-def weather_catalog(upstream, staff):
+def weather_catalog(upstream_a, staff):
     """Weather (published, plans Free and Partner) next to Payments, which search must hide."""
     publisher = Tenant.objects.create(name="Publisher", slug="publisher")
     weather = Api.objects.create(
@@ -43,7 +43,7 @@ def weather_catalog(upstream, staff):
     )
     weather.tags.add(Tag.objects.create(name="forecast"), Tag.objects.create(name="geo"))
     version = ApiVersion.objects.create(api=weather, version="v1", base_path="/weather/v1", openapi=ECHO_DOCUMENT)
-    UpstreamTarget.objects.create(version=version, url=upstream)
+    UpstreamTarget.objects.create(version=version, url=upstream_a)
     lifecycle.publish_version(version, staff)
     Plan.objects.create(api=weather, name="Free", requests_per_minute=60)
     Plan.objects.create(
@@ -51,7 +51,7 @@ def weather_catalog(upstream, staff):
     )
     payments = Api.objects.create(slug="payments", name="Payments", owner=publisher, description="Card charges.")
     other = ApiVersion.objects.create(api=payments, version="v1", base_path="/payments/v1")
-    UpstreamTarget.objects.create(version=other, url=upstream)
+    UpstreamTarget.objects.create(version=other, url=upstream_a)
     lifecycle.publish_version(other, staff)
     return weather
 
