@@ -481,7 +481,19 @@ class Gateway:
             headers_out.append((b"x-cache", b"MISS"))
 
         return await self._proxy(
-            scope, receive, send, record, headers_out, route, key, key_header, query, has_body, cache_key
+            scope,
+            receive,
+            send,
+            record,
+            headers_out,
+            route,
+            key,
+            key_header,
+            query,
+            has_body,
+            cache_key,
+            # A body without Content-Length (chunked from the client) goes upstream chunked too.
+            chunked_body=has_body and content_length is None,
         )
 
     def _upstream_head(
@@ -531,14 +543,24 @@ class Gateway:
         return b"".join(lines)
 
     async def _proxy(
-        self, scope, receive, send, record, headers_out, route, key, key_header, query, has_body, cache_key
+        self,
+        scope,
+        receive,
+        send,
+        record,
+        headers_out,
+        route,
+        key,
+        key_header,
+        query,
+        has_body,
+        cache_key,
+        chunked_body: bool,
     ) -> int:
         method = record["method"]
         balancer: Balancer = self.balancers.for_route(route)
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_rest = raw_path[len(route.base_path) :] or b"/"
-        # A body without Content-Length (chunked from the client) goes upstream chunked too.
-        chunked_body = has_body and not any(name == b"content-length" for name, _ in scope["headers"])
 
         body_state = {"bytes": 0, "too_large": False, "client_gone": False}
         limit = route.max_request_bytes

@@ -83,6 +83,18 @@ def test_request_body_over_the_limit_is_refused_with_413(gateway, configure, ups
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
 
 
+def test_chunked_body_goes_upstream_whole(gateway, configure, upstream_a):
+    config = configure([upstream_a])
+
+    def chunks():  # no Content-Length: the client sends it chunked, and so does the gateway
+        for _ in range(10):
+            yield b"y" * 300
+
+    response = gateway.request("POST", f"{config.base_path}/echo", config.key, data=chunks())
+    assert response.status_code == 200 and response.json()["body_bytes"] == 3000
+    assert response.json()["headers"].get("Transfer-Encoding") == "chunked"
+
+
 def test_chunked_body_over_the_limit_is_refused_with_413(gateway, configure, upstream_a):
     config = configure([upstream_a], max_request_bytes=1000)
 
