@@ -374,6 +374,12 @@ class Gateway:
         record["status"] = 204
         self.calllog.append(record)
 
+    async def _refuse_auth_flood(self, send, record, headers_out, method: str) -> int:
+        headers_out.append((b"retry-after", str(self.auth_failures.window).encode()))
+        return await self._refuse(
+            send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
+        )
+
     async def _refuse(self, send, record, headers_out, status: int, code: str, message: str, method: str) -> int:
         record["error_code"] = code
         body = error_body(code, message)
@@ -400,10 +406,7 @@ class Gateway:
 
         client_ip = record["client_ip"]
         if self.auth_failures.is_blocked(client_ip):
-            headers_out.append((b"retry-after", str(self.auth_failures.window).encode()))
-            return await self._refuse(
-                send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
-            )
+            return await self._refuse_auth_flood(send, record, headers_out, method)
         presented, key_header = presented_key(auth_header, api_key_header)
         query = scope["query_string"]
         if self.key_query_param and query:
@@ -414,10 +417,7 @@ class Gateway:
             key = authenticate(snapshot.keys, presented)
         except AuthFailure as failure:
             if presented and await self.auth_failures.record_failure(client_ip):
-                headers_out.append((b"retry-after", str(self.auth_failures.window).encode()))
-                return await self._refuse(
-                    send, record, headers_out, 429, "too_many_auth_failures", "Too many failed attempts; wait.", method
-                )
+                return await self._refuse_auth_flood(send, record, headers_out, method)
             headers_out.append((b"www-authenticate", b'Bearer realm="portico"'))
             return await self._refuse(send, record, headers_out, 401, failure.code, failure.message, method)
         record["key_prefix"] = key.prefix
