@@ -146,6 +146,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         metrics.flush()
+        await self.limiter.close()
         await self.calllog.stop()
         self.upstream.close()
         await self.redis.aclose()

@@ -10,6 +10,7 @@ draft-ietf-httpapi-ratelimit-headers-11 (Tyk #2261).
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import logging
 import math
@@ -47,19 +48,24 @@ class LimitDecision:
 
 ALLOW_UNLIMITED = LimitDecision(True, [])
 
-# KEYS: one per policy. ARGV[1] = now (ms), ARGV[2] = number of rate policies; then per rate
-# policy: period_ms, limit; then per quota policy: limit, expire_at (epoch s).
-# Returns {admitted(0/1), refused policy index (1-based, 0 = none), then per policy: remaining, reset_ms}.
+# KEYS: one per policy. ARGV[1] = now (ms), ARGV[2] = number of rate policies, ARGV[3] = units
+# wanted (1 = this request; more = this request and a reservation); then per rate policy:
+# period_ms, limit; then per quota policy: limit, expire_at (epoch s).
+# The decision for this request is the same whatever is wanted; extra units are granted only
+# from what every policy has to spare after it.
+# Returns {admitted(0/1), refused policy index (1-based, 0 = none), wait_ms, units granted,
+# then per policy: remaining, reset_ms}.
 LIMIT_SCRIPT = """
 local now = tonumber(ARGV[1])
 local nrate = tonumber(ARGV[2])
+local extra = tonumber(ARGV[3]) - 1
 local refused = 0
 local wait = 0
 local writes = {}
 local if_counted = {}
 local if_refused = {}
 local resets = {}
-local a = 3
+local a = 4
 for i = 1, #KEYS do
   if i <= nrate then
     local period = tonumber(ARGV[a]); local limit = tonumber(ARGV[a + 1]); a = a + 2
@@ -73,7 +79,7 @@ for i = 1, #KEYS do
       if_counted[i] = 0
       resets[i] = math.ceil(tat - now)
     else
-      writes[i] = {'rate', new_tat}
+      writes[i] = {'rate', new_tat, interval}
       if_counted[i] = math.floor((period - (new_tat - now)) / interval)
       resets[i] = math.ceil(new_tat - now)
     end
@@ -91,22 +97,60 @@ for i = 1, #KEYS do
     resets[i] = expire_at * 1000 - now
   end
 end
-local out = {refused == 0 and 1 or 0, refused, wait}
+if refused ~= 0 then extra = 0 end
+for i = 1, #KEYS do
+  if if_counted[i] < extra then extra = if_counted[i] end
+end
+local out = {refused == 0 and 1 or 0, refused, wait, refused == 0 and 1 + extra or 0}
 for i = 1, #KEYS do
   -- A refused request is not counted, so every policy reports what it had before it.
-  out[#out + 1] = refused == 0 and if_counted[i] or if_refused[i]
+  if refused == 0 then
+    out[#out + 1] = if_counted[i] - extra
+    if writes[i][1] == 'rate' then resets[i] = resets[i] + math.ceil(extra * writes[i][3]) end
+  else
+    out[#out + 1] = if_refused[i]
+  end
   out[#out + 1] = resets[i]
 end
 if refused == 0 then
   for i, w in pairs(writes) do
     if w[1] == 'rate' then
-      redis.call('SET', KEYS[i], w[2], 'PX', math.ceil(w[2] - now) + 1000)
+      local tat = w[2] + extra * w[3]
+      redis.call('SET', KEYS[i], tat, 'PX', math.ceil(tat - now) + 1000)
     else
-      if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIREAT', KEYS[i], w[2] + 3600) end
+      if redis.call('INCRBY', KEYS[i], 1 + extra) == 1 + extra then redis.call('EXPIREAT', KEYS[i], w[2] + 3600) end
     end
   end
 end
 return out
+"""
+
+# Gives unused reserved units back: the same KEYS and ARGV layout, ARGV[3] = units.
+# A rate's theoretical arrival time moves back by their intervals; a quota counter goes down
+# (only while its window's key still exists).
+RETURN_SCRIPT = """
+local now = tonumber(ARGV[1])
+local nrate = tonumber(ARGV[2])
+local units = tonumber(ARGV[3])
+local a = 4
+for i = 1, #KEYS do
+  if i <= nrate then
+    local period = tonumber(ARGV[a]); local limit = tonumber(ARGV[a + 1])
+    local tat = tonumber(redis.call('GET', KEYS[i]))
+    if tat then
+      local back = tat - units * period / limit
+      if back > now then
+        redis.call('SET', KEYS[i], back, 'PX', math.ceil(back - now) + 1000)
+      else
+        redis.call('DEL', KEYS[i])
+      end
+    end
+  elseif redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('DECRBY', KEYS[i], units)
+  end
+  a = a + 2
+end
+return units
 """
 
 
@@ -144,43 +188,45 @@ class _Prepared:
 
     policies: list
     keys: list[str]
-    args_after_now: list
+    rate_count: int
+    policy_args: list  # after now, rate_count and units in the scripts' ARGV
     policy_header: tuple[bytes, bytes]
     valid_until: float  # the next UTC midnight: quota windows move then
 
 
 def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
     policies = _policies(limits, now)
-    args: list = [sum(1 for p, _s, _e in policies if p.kind == "rate")]
+    args: list = []
     for policy, _suffix, end in policies:
         args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
     items = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p, _s, _e in policies)
     return _Prepared(
         policies,
         [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies],
+        sum(1 for p, _s, _e in policies if p.kind == "rate"),
         args,
         (b"ratelimit-policy", items.encode()),
         (now // 86400 + 1) * 86400,
     )
 
 
-def _headers(prepared: _Prepared, remaining_and_reset, refused_index: int, wait_ms: float) -> list:
+def _headers(prepared: _Prepared, remaining: list, resets_ms: list, refused_index: int, wait_ms: float) -> list:
     state_items, tightest = [], None
     for i, (policy, _suffix, _end) in enumerate(prepared.policies):
-        remaining = max(0, int(remaining_and_reset[2 * i]))
-        reset = max(0, math.ceil(float(remaining_and_reset[2 * i + 1]) / 1000))
-        state_items.append(f'"{policy.name}";r={remaining};t={reset}')
-        rank = (remaining, -reset)
+        left = max(0, int(remaining[i]))
+        reset = max(0, math.ceil(float(resets_ms[i]) / 1000))
+        state_items.append(f'"{policy.name}";r={left};t={reset}')
+        rank = (left, -reset)
         if refused_index == i + 1 or (refused_index == 0 and (tightest is None or rank < tightest[0])):
-            tightest = (rank, policy, remaining, reset)
+            tightest = (rank, policy, left, reset)
             if refused_index == i + 1:
-                tightest = ((-1, 0), policy, remaining, reset)
+                tightest = ((-1, 0), policy, left, reset)
     headers = [prepared.policy_header, (b"ratelimit", ", ".join(state_items).encode())]
     if tightest:
-        _rank, policy, remaining, reset = tightest
+        _rank, policy, left, reset = tightest
         headers += [
             (b"ratelimit-limit", str(policy.limit).encode()),
-            (b"ratelimit-remaining", str(remaining).encode()),
+            (b"ratelimit-remaining", str(left).encode()),
             (b"ratelimit-reset", str(reset).encode()),
         ]
     if refused_index:
@@ -199,8 +245,8 @@ class _LocalLimiter:
     def run(self, keys: list[str], args: list) -> list:
         """The Lua script's logic, in Python, over this process's memory."""
         now = float(args[0])
-        nrate = int(args[1])
-        refused, wait, writes, if_counted, if_refused, resets, a = 0, 0.0, {}, [], [], [], 2
+        nrate = int(args[1])  # args[2], units wanted: a stand-in grants no reservations
+        refused, wait, writes, if_counted, if_refused, resets, a = 0, 0.0, {}, [], [], [], 3
         for i, key in enumerate(keys, start=1):
             if i <= nrate:
                 period, limit = float(args[a]), float(args[a + 1])
@@ -236,56 +282,135 @@ class _LocalLimiter:
             if len(self._state) > 100_000:  # an outage should not grow memory without bound
                 self._state.clear()
         remaining = if_refused if refused else if_counted
-        out = [0 if refused else 1, refused, wait]
+        out = [0 if refused else 1, refused, wait, 0 if refused else 1]
         for r, t in zip(remaining, resets, strict=True):
             out += [r, t]
         return out
 
 
+class _Reservation:
+    """A worker's units taken ahead for one subscription, and what it knows of the demand."""
+
+    __slots__ = (
+        "units",
+        "prepared",
+        "expires",
+        "remaining",
+        "resets_ms",
+        "taken_at",
+        "spare",
+        "asking",
+        "demand",
+        "since",
+        "era",
+    )
+
+    def __init__(self, now: float):
+        self.units = 0  # reserved and not yet used
+        self.prepared: _Prepared | None = None  # the keys the units were counted under
+        self.expires = 0.0
+        self.remaining: list[int] = []  # per policy, as Redis left it after the last grant
+        self.resets_ms: list[float] = []
+        self.taken_at = 0.0
+        self.spare = 0  # the smallest remaining of any policy at the last answer from Redis
+        self.asking = False  # a reservation is on its way: others do not ask for one too
+        self.demand = 0  # requests since ``since``
+        self.since = now
+        self.era = 0  # which grant the expiry timer belongs to
+
+
 class PlanLimiter:
-    """Check-and-count a request against its subscription's plan."""
+    """Check-and-count a request against its subscription's plan.
+
+    A busy subscription far from its limits would cost a Redis round trip per request for a
+    decision that is never in doubt. So while every policy has plenty to spare, a worker
+    reserves a small block of units in the same script call (counted in Redis at once, so
+    the plan is never exceeded across workers) and admits the next requests from it. The
+    block is at most 1/RESERVE_SHARE of what is left and what the worker expects to use in
+    RESERVE_SECONDS; units still unused then go back to Redis. Near a limit the blocks
+    shrink to nothing and every request is decided in Redis, one by one.
+    """
 
     BREAKER_SECONDS = 1.0
+    RESERVE_SHARE = 32
+    RESERVE_MAX = 64
+    RESERVE_SECONDS = 0.05
 
-    def __init__(self, redis: aioredis.Redis, *, on_redis_failure: str = "open"):
+    def __init__(self, redis: aioredis.Redis | FastRedis, *, on_redis_failure: str = "open"):
         if on_redis_failure not in ("open", "closed"):
             raise ValueError("on_redis_failure is 'open' or 'closed'")
         self._redis = redis
         self._on_failure = on_redis_failure
-        self._sha: str | None = None
+        self._shas: dict[str, str] = {}
         self._local = _LocalLimiter()
         self._redis_down_until = 0.0
         self._prepared: dict[tuple[int, PlanLimits], _Prepared] = {}
+        self._reservations: dict[tuple[int, PlanLimits], _Reservation] = {}
+        self._returns: set[asyncio.Task] = set()
 
-    async def _eval(self, keys: list[str], args: list) -> list:
-        if self._sha is None:
-            self._sha = await self._redis.script_load(LIMIT_SCRIPT)
+    async def _eval(self, script: str, keys: list[str], args: list) -> list:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = await self._redis.script_load(script)
         try:
-            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = await self._redis.script_load(LIMIT_SCRIPT)
-            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+            sha = self._shas[script] = await self._redis.script_load(script)
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+
+    def _units_to_ask(self, reservation: _Reservation, now: float) -> int:
+        if reservation.asking or reservation.spare < 2 * self.RESERVE_SHARE:
+            return 1
+        rate = reservation.demand / max(now - reservation.since, 0.001)
+        units = int(min(self.RESERVE_MAX, reservation.spare // self.RESERVE_SHARE, rate * self.RESERVE_SECONDS))
+        return units if units > 1 else 1
 
     async def check(self, subscription_id: int, limits: PlanLimits) -> LimitDecision:
         if limits.unlimited:
             return ALLOW_UNLIMITED
         now = time.time()
-        prepared = self._prepared.get((subscription_id, limits))
+        key = (subscription_id, limits)
+        prepared = self._prepared.get(key)
         if prepared is None or now >= prepared.valid_until:
             if len(self._prepared) > 100_000:
+                self._give_back_all()
                 self._prepared.clear()
-            prepared = self._prepared[(subscription_id, limits)] = _prepare(subscription_id, limits, now)
-        policies, keys = prepared.policies, prepared.keys
-        args = [int(now * 1000), *prepared.args_after_now]
+                self._reservations.clear()
+            prepared = self._prepared[key] = _prepare(subscription_id, limits, now)
+        reservation = self._reservations.get(key)
+        if reservation is None:
+            reservation = self._reservations[key] = _Reservation(now)
+        reservation.demand += 1
+        if reservation.units:
+            if now < reservation.expires:
+                reservation.units -= 1
+                elapsed_ms = (now - reservation.taken_at) * 1000
+                return LimitDecision(
+                    True,
+                    _headers(
+                        prepared,
+                        [r + reservation.units for r in reservation.remaining],
+                        [t - elapsed_ms for t in reservation.resets_ms],
+                        0,
+                        0.0,
+                    ),
+                )
+            self._give_back(reservation)
 
+        units = self._units_to_ask(reservation, now)
+        reservation.demand, reservation.since = 0, now
+        args = [int(now * 1000), prepared.rate_count, units, *prepared.policy_args]
         result = None
         if now >= self._redis_down_until:
+            reservation.asking = units > 1
             try:
-                result = await self._eval(keys, args)
+                result = await self._eval(LIMIT_SCRIPT, prepared.keys, args)
             except (RedisError, OSError) as error:
                 # Stop asking a dead Redis on every request: a breaker keeps the outage cheap.
                 self._redis_down_until = time.time() + self.BREAKER_SECONDS
                 log.warning("plan limits: Redis unreachable (%s); policy is fail-%s", error, self._on_failure)
+            finally:
+                reservation.asking = False
         if result is None:
             if self._on_failure == "closed":
                 return LimitDecision(
@@ -294,18 +419,66 @@ class PlanLimiter:
                     "limits_unavailable",
                     "Rate limits cannot be checked right now; try again shortly.",
                 )
-            result = self._local.run(keys, args)
+            result = self._local.run(prepared.keys, args)
 
-        admitted, refused, wait = int(result[0]), int(result[1]), float(result[2])
-        headers = _headers(prepared, result[3:], refused, wait)
+        admitted, refused, wait, granted = int(result[0]), int(result[1]), float(result[2]), int(result[3])
+        remaining = [int(r) for r in result[4::2]]
+        resets_ms = [float(t) for t in result[5::2]]
+        reservation.spare = min(remaining, default=0)
+        if granted > 1:
+            self._keep(prepared, reservation, granted - 1, remaining, resets_ms)
+            remaining = [r + granted - 1 for r in remaining]
+        headers = _headers(prepared, remaining, resets_ms, refused, wait)
         if admitted:
             return LimitDecision(True, headers)
-        policy = policies[refused - 1][0]
+        policy = prepared.policies[refused - 1][0]
         if policy.kind == "rate":
             return LimitDecision(
                 False, headers, "rate_limited", f"Rate limit of {policy.limit} requests per {policy.window}s exceeded."
             )
         return LimitDecision(False, headers, "quota_exceeded", f"The {policy.name} quota of {policy.limit} is used up.")
+
+    # -- reservations ---------------------------------------------------------------------
+
+    def _keep(self, prepared: _Prepared, reservation: _Reservation, units: int, remaining, resets_ms) -> None:
+        now = time.time()
+        reservation.units += units
+        reservation.prepared = prepared
+        reservation.remaining, reservation.resets_ms, reservation.taken_at = remaining, resets_ms, now
+        # Quota windows turn at UTC midnight: a unit counted in one day is not spent in the next.
+        reservation.expires = min(now + self.RESERVE_SECONDS, prepared.valid_until)
+        reservation.era += 1
+        asyncio.get_running_loop().call_later(reservation.expires - now, self._expire, reservation, reservation.era)
+
+    def _expire(self, reservation: _Reservation, era: int) -> None:
+        if reservation.era == era and reservation.units:
+            self._give_back(reservation)
+
+    def _give_back(self, reservation: _Reservation) -> None:
+        units, reservation.units = reservation.units, 0
+        prepared = reservation.prepared
+        args = [int(time.time() * 1000), prepared.rate_count, units, *prepared.policy_args]
+        task = asyncio.get_running_loop().create_task(self._return_units(prepared.keys, args))
+        self._returns.add(task)
+        task.add_done_callback(self._returns.discard)
+
+    def _give_back_all(self) -> None:
+        for reservation in self._reservations.values():
+            if reservation.units:
+                self._give_back(reservation)
+
+    async def _return_units(self, keys: list[str], args: list) -> None:
+        try:
+            await self._eval(RETURN_SCRIPT, keys, args)
+        except (RedisError, OSError) as error:
+            # The units stay counted: the client may get fewer than its plan for this window.
+            log.warning("plan limits: could not give back %s reserved units (%s)", args[2], error)
+
+    async def close(self) -> None:
+        """Give every reserved unit back (at shutdown), so none is lost to a quota."""
+        self._give_back_all()
+        if self._returns:
+            await asyncio.gather(*self._returns, return_exceptions=True)
 
 
 # INCR that gives a new counter its expiry in the same step, so none lives forever.

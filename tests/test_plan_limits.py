@@ -80,7 +80,8 @@ def test_two_gateway_clients_share_one_exact_counter():
     async def scenario():
         clients = [FastRedis(settings.REDIS_URL) for _ in range(2)]
         limiters = [PlanLimiter(c) for c in clients]
-        decisions = await _burst(limiters, next(_ids), PlanLimits(plan_id=1, requests_per_second=40), 120)
+        # Per minute: a per-second rate would regain a unit during any 25 ms pause (a GC) of the burst.
+        decisions = await _burst(limiters, next(_ids), PlanLimits(plan_id=1, requests_per_minute=40), 120)
         for c in clients:
             await c.aclose()
         return decisions
@@ -197,3 +198,81 @@ def test_fast_redis_fails_every_waiting_command_when_redis_stops_answering():
         silent.close()
     assert [type(o) for o in outcomes] == [RedisTimeoutError, RedisTimeoutError]
     assert 0.25 <= waited < 1.0
+
+
+def _evalsha_calls(client) -> int:
+    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+def _daily_key(subscription: int) -> str:
+    return f"portico:rl:{subscription}:d{int(time.time()) // 86400 * 86400}"
+
+
+def test_a_busy_subscription_far_from_its_limits_is_counted_in_blocks_not_per_request():
+    import redis
+
+    stats = redis.Redis.from_url(settings.REDIS_URL)
+    subscription = next(_ids)
+    limits = PlanLimits(plan_id=1, daily_quota=1_000_000)
+
+    async def scenario():
+        client = FastRedis(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        decisions = []
+        for _wave in range(40):
+            decisions += await asyncio.gather(*(limiter.check(subscription, limits) for _ in range(50)))
+        await limiter.close()  # gives back what is still reserved
+        await client.aclose()
+        return decisions
+
+    before = _evalsha_calls(stats)
+    decisions = run(scenario())
+    calls = _evalsha_calls(stats) - before
+    assert all(d.allowed for d in decisions)
+    assert calls < len(decisions) / 8, f"{calls} script calls for {len(decisions)} requests"
+    # Every admitted request is counted, and no unit is counted that was not used.
+    assert int(stats.get(_daily_key(subscription))) == 2000
+
+
+def test_reserved_units_never_exceed_the_plan_and_unused_ones_come_back_within_moments():
+    import redis
+
+    stats = redis.Redis.from_url(settings.REDIS_URL)
+    subscription = next(_ids)
+    limits = PlanLimits(plan_id=1, daily_quota=1000)
+
+    async def scenario():
+        clients = [FastRedis(settings.REDIS_URL) for _ in range(2)]
+        limiters = [PlanLimiter(c) for c in clients]
+        first = []
+        for _wave in range(30):  # 1,500 requests over two workers for a quota of 1,000
+            first += await _burst(limiters, subscription, limits, 50)
+        counted_at_once = int(stats.get(_daily_key(subscription)))
+        await asyncio.sleep(PlanLimiter.RESERVE_SECONDS * 3)  # reservations left unused go back
+        later = await _burst(limiters, subscription, limits, 200)
+        for c in clients:
+            await c.aclose()
+        return first, counted_at_once, later
+
+    first, counted_at_once, later = run(scenario())
+    assert counted_at_once <= 1000
+    admitted = sum(d.allowed for d in first) + sum(d.allowed for d in later)
+    assert admitted == 1000
+    assert int(stats.get(_daily_key(subscription))) == 1000
+    assert not later[-1].allowed and later[-1].error_code == "quota_exceeded"
+
+
+def test_requests_admitted_from_a_reservation_report_the_remaining_count_truthfully():
+    limits = PlanLimits(plan_id=1, daily_quota=100_000)
+    subscription = next(_ids)
+
+    async def scenario():
+        client = FastRedis(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        decisions = [await limiter.check(subscription, limits) for _ in range(30)]
+        await limiter.close()
+        await client.aclose()
+        return decisions
+
+    remaining = [_headers(d)["ratelimit-remaining"] for d in run(scenario())]
+    assert remaining == [str(100_000 - n) for n in range(1, 31)]
