@@ -186,6 +186,7 @@ def _policies(limits: PlanLimits, now: float) -> list[tuple[_Policy, str, int]]:
 class _Prepared:
     """What a subscription's check sends and says that does not change within a day."""
 
+    limits: PlanLimits
     policies: list
     keys: list[str]
     rate_count: int
@@ -201,6 +202,7 @@ def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
         args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
     items = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p, _s, _e in policies)
     return _Prepared(
+        limits,
         policies,
         [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies],
         sum(1 for p, _s, _e in policies if p.kind == "rate"),
@@ -210,25 +212,32 @@ def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
     )
 
 
-def _headers(prepared: _Prepared, remaining: list, resets_ms: list, refused_index: int, wait_ms: float) -> list:
-    state_items, tightest = [], None
-    for i, (policy, _suffix, _end) in enumerate(prepared.policies):
-        left = max(0, int(remaining[i]))
-        reset = max(0, math.ceil(float(resets_ms[i]) / 1000))
-        state_items.append(f'"{policy.name}";r={left};t={reset}')
-        rank = (left, -reset)
-        if refused_index == i + 1 or (refused_index == 0 and (tightest is None or rank < tightest[0])):
-            tightest = (rank, policy, left, reset)
-            if refused_index == i + 1:
-                tightest = ((-1, 0), policy, left, reset)
-    headers = [prepared.policy_header, (b"ratelimit", ", ".join(state_items).encode())]
-    if tightest:
-        _rank, policy, left, reset = tightest
-        headers += [
-            (b"ratelimit-limit", str(policy.limit).encode()),
-            (b"ratelimit-remaining", str(left).encode()),
-            (b"ratelimit-reset", str(reset).encode()),
-        ]
+def _headers(prepared: _Prepared, remaining: list[int], resets_ms: list[float], refused_index: int, wait_ms: float):
+    """The draft's RateLimit (every policy) and the legacy trio (the refusing policy, else the
+    one with the least left). Runs on every limited request, hence the plain loop."""
+    items = []
+    chosen = chosen_left = chosen_reset = None
+    for i, policy in enumerate(prepared.policies):
+        left = remaining[i]
+        if left < 0:
+            left = 0
+        reset = math.ceil(resets_ms[i] / 1000)
+        if reset < 0:
+            reset = 0
+        items.append(f'"{policy[0].name}";r={left};t={reset}')
+        if refused_index:
+            take = refused_index == i + 1
+        else:
+            take = chosen is None or left < chosen_left or (left == chosen_left and reset > chosen_reset)
+        if take:
+            chosen, chosen_left, chosen_reset = policy[0], left, reset
+    headers = [
+        prepared.policy_header,
+        (b"ratelimit", ", ".join(items).encode()),
+        (b"ratelimit-limit", str(chosen.limit).encode()),
+        (b"ratelimit-remaining", str(chosen_left).encode()),
+        (b"ratelimit-reset", str(chosen_reset).encode()),
+    ]
     if refused_index:
         headers.append((b"retry-after", str(max(1, math.ceil(wait_ms / 1000))).encode()))
     return headers
@@ -344,8 +353,10 @@ class PlanLimiter:
         self._shas: dict[str, str] = {}
         self._local = _LocalLimiter()
         self._redis_down_until = 0.0
-        self._prepared: dict[tuple[int, PlanLimits], _Prepared] = {}
-        self._reservations: dict[tuple[int, PlanLimits], _Reservation] = {}
+        # By subscription id: hashing the PlanLimits dataclass on every request cost more
+        # than the rest of the lookup.
+        self._prepared: dict[int, _Prepared] = {}
+        self._reservations: dict[int, _Reservation] = {}
         self._returns: set[asyncio.Task] = set()
 
     async def _eval(self, script: str, keys: list[str], args: list) -> list:
@@ -369,20 +380,23 @@ class PlanLimiter:
         if limits.unlimited:
             return ALLOW_UNLIMITED
         now = time.time()
-        key = (subscription_id, limits)
-        prepared = self._prepared.get(key)
-        if prepared is None or now >= prepared.valid_until:
+        prepared = self._prepared.get(subscription_id)
+        if (
+            prepared is None
+            or now >= prepared.valid_until
+            or (prepared.limits is not limits and prepared.limits != limits)
+        ):
             if len(self._prepared) > 100_000:
                 self._give_back_all()
                 self._prepared.clear()
                 self._reservations.clear()
-            prepared = self._prepared[key] = _prepare(subscription_id, limits, now)
-        reservation = self._reservations.get(key)
+            prepared = self._prepared[subscription_id] = _prepare(subscription_id, limits, now)
+        reservation = self._reservations.get(subscription_id)
         if reservation is None:
-            reservation = self._reservations[key] = _Reservation(now)
+            reservation = self._reservations[subscription_id] = _Reservation(now)
         reservation.demand += 1
         if reservation.units:
-            if now < reservation.expires:
+            if now < reservation.expires and reservation.prepared is prepared:
                 reservation.units -= 1
                 elapsed_ms = (now - reservation.taken_at) * 1000
                 return LimitDecision(
