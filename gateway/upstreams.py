@@ -111,8 +111,13 @@ class BalancerRegistry:
 
     def for_route(self, route) -> Balancer:
         entry = self._by_version.get(route.version_id)
+        # Identity first: comparing the target dataclasses on every request showed in profiles.
+        if entry is not None and entry[0][0] is route.targets and entry[0][1] == route.load_balancing:
+            return entry[1]
         signature = (route.targets, route.load_balancing)
         if entry is not None and entry[0] == signature:
+            # A reload with the same targets: keep the balancer's state, remember the new objects.
+            self._by_version[route.version_id] = (signature, entry[1])
             return entry[1]
         old = {t.url: t for t in entry[1].targets} if entry else {}
         states = []
