@@ -145,7 +145,8 @@ api = Api.objects.create(slug="bench", name="Bench", owner=tenant)
 version = ApiVersion.objects.create(api=api, version="v1", base_path="/bench")
 UpstreamTarget.objects.create(version=version, url=UPSTREAM)
 lifecycle.publish_version(version, staff)
-# A limit that is evaluated on every request but never reached: full policy, no refusals.
+# A limit that is evaluated on every request but never reached: full policy, no refusals
+# (far from its limits, the subscription is counted in Redis in reserved blocks).
 plan = Plan.objects.create(api=api, name="Bench", requests_per_second=10_000_000, daily_quota=1_000_000_000)
 app = Application.objects.create(tenant=tenant, name="Bench client")
 subscriptions.request_subscription(app, api, plan, dev)
