@@ -15,6 +15,18 @@ def _connect(gateway) -> socket.socket:
     return sock
 
 
+def _request(config, method: bytes, path: bytes, *, version: bytes = b"HTTP/1.1", extra: bytes = b"") -> bytes:
+    """A request to ``path`` under the configured API, with its key (and ``extra`` header lines)."""
+    return b"%s %s%s %s\r\nhost: x\r\nauthorization: Bearer %s\r\n%s\r\n" % (
+        method,
+        config.base_path.encode(),
+        path,
+        version,
+        config.key.encode(),
+        extra,
+    )
+
+
 def _read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, dict, bytes]]:
     """``count`` complete answers (status line, headers, body), by Content-Length or chunks."""
     buffer = b""
@@ -66,12 +78,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 def test_pipelined_requests_are_answered_in_order_on_one_connection(gateway, configure, upstream_a):
     config = configure([upstream_a])
     sock = _connect(gateway)
-    requests_ = b"".join(
-        b"GET %s/echo?n=%d HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n\r\n"
-        % (config.base_path.encode(), n, config.key.encode())
-        for n in range(5)
-    )
-    sock.sendall(requests_)
+    sock.sendall(b"".join(_request(config, b"GET", b"/echo?n=%d" % n) for n in range(5)))
     answers = _read_answers(sock, 5)
     sock.close()
     assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 5
@@ -92,10 +99,7 @@ def test_a_request_that_is_not_http_gets_a_json_400_and_the_connection_is_closed
 def test_expect_100_continue_gets_the_go_ahead_before_the_body_is_sent(gateway, configure, upstream_a):
     config = configure([upstream_a])
     sock = _connect(gateway)
-    sock.sendall(
-        b"POST %s/echo HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\ncontent-length: 5\r\n"
-        b"expect: 100-continue\r\n\r\n" % (config.base_path.encode(), config.key.encode())
-    )
+    sock.sendall(_request(config, b"POST", b"/echo", extra=b"content-length: 5\r\nexpect: 100-continue\r\n"))
     first = sock.recv(65536)
     assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     sock.sendall(b"hello")
@@ -107,9 +111,7 @@ def test_expect_100_continue_gets_the_go_ahead_before_the_body_is_sent(gateway, 
 def test_http_1_0_gets_its_answer_and_then_the_connection_closes(gateway, configure, upstream_a):
     config = configure([upstream_a])
     sock = _connect(gateway)
-    sock.sendall(
-        b"GET %s/echo HTTP/1.0\r\nauthorization: Bearer %s\r\n\r\n" % (config.base_path.encode(), config.key.encode())
-    )
+    sock.sendall(_request(config, b"GET", b"/echo", version=b"HTTP/1.0"))
     status, headers, body = _read_answers(sock, 1)[0]
     assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "close" and body
     assert _closed_by_peer(sock)
@@ -120,10 +122,7 @@ def test_head_answers_carry_headers_and_no_body_and_keep_the_connection(gateway,
     config = configure([upstream_a])
     sock = _connect(gateway)
     for _ in range(2):
-        sock.sendall(
-            b"HEAD %s/echo HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n\r\n"
-            % (config.base_path.encode(), config.key.encode())
-        )
+        sock.sendall(_request(config, b"HEAD", b"/echo"))
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(65536)
@@ -138,10 +137,7 @@ def test_head_answers_carry_headers_and_no_body_and_keep_the_connection(gateway,
 def test_a_chunked_upstream_answer_reaches_the_client_chunked_and_whole(gateway, configure, upstream_a):
     config = configure([upstream_a])
     sock = _connect(gateway)
-    sock.sendall(
-        b"GET %s/sse?n=3&interval_ms=10 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n\r\n"
-        % (config.base_path.encode(), config.key.encode())
-    )
+    sock.sendall(_request(config, b"GET", b"/sse?n=3&interval_ms=10"))
     status, headers, body = _read_answers(sock, 1)[0]
     sock.close()
     assert status == b"HTTP/1.1 200 OK" and headers["transfer-encoding"] == "chunked"
