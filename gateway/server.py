@@ -147,7 +147,8 @@ class _Exchange:
         conn = self.conn
         if conn.write_paused is not None and not self.disconnected:
             await conn.write_paused
-        if self.disconnected:
+        # Closing but not yet told (connection_lost comes a loop turn later): a write would raise.
+        if self.disconnected or conn.transport.is_closing():
             return
         if not self.started:
             if message["type"] != "http.response.start":
@@ -211,16 +212,19 @@ class _Exchange:
             raise
         except Exception as error:
             log.error("exception in the ASGI application", exc_info=error)
-            if not self.disconnected:
-                if not self.started:
-                    self.conn.transport.write(INTERNAL_ERROR)
-                self.conn.transport.close()
+            self._abandon()
             return
         if not self.complete and not self.disconnected:
             log.error("the ASGI application returned without completing its response")
-            if not self.started:
-                self.conn.transport.write(INTERNAL_ERROR)
-            self.conn.transport.close()
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """After an app failure: a JSON 500 if nothing was sent yet, then close."""
+        transport = self.conn.transport
+        if not transport.is_closing():
+            if not self.started and not self.disconnected:
+                transport.write(INTERNAL_ERROR)
+            transport.close()
 
 
 class GatewayHttpProtocol(asyncio.Protocol):
