@@ -217,20 +217,20 @@ def _headers(prepared: _Prepared, remaining: list[int], resets_ms: list[float], 
     one with the least left). Runs on every limited request, hence the plain loop."""
     items = []
     chosen = chosen_left = chosen_reset = None
-    for i, policy in enumerate(prepared.policies):
+    for i, (policy, _suffix, _end) in enumerate(prepared.policies):
         left = remaining[i]
         if left < 0:
             left = 0
         reset = math.ceil(resets_ms[i] / 1000)
         if reset < 0:
             reset = 0
-        items.append(f'"{policy[0].name}";r={left};t={reset}')
+        items.append(f'"{policy.name}";r={left};t={reset}')
         if refused_index:
             take = refused_index == i + 1
         else:
             take = chosen is None or left < chosen_left or (left == chosen_left and reset > chosen_reset)
         if take:
-            chosen, chosen_left, chosen_reset = policy[0], left, reset
+            chosen, chosen_left, chosen_reset = policy, left, reset
     headers = [
         prepared.policy_header,
         (b"ratelimit", ", ".join(items).encode()),
@@ -322,7 +322,8 @@ class _Reservation:
         self.resets_ms: list[float] = []
         self.taken_at = 0.0
         self.spare = 0  # the smallest remaining of any policy at the last answer from Redis
-        self.asking = False  # a reservation is on its way: others do not ask for one too
+        # Set while one call asks Redis for a block: the others wait for it instead of asking too.
+        self.asking: asyncio.Future | None = None
         self.demand = 0  # requests since ``since``
         self.since = now
         self.era = 0  # which grant the expiry timer belongs to
@@ -370,7 +371,7 @@ class PlanLimiter:
             return await self._redis.evalsha(sha, len(keys), *keys, *args)
 
     def _units_to_ask(self, reservation: _Reservation, now: float) -> int:
-        if reservation.asking or reservation.spare < 2 * self.RESERVE_SHARE:
+        if reservation.spare < 2 * self.RESERVE_SHARE:
             return 1
         rate = reservation.demand / max(now - reservation.since, 0.001)
         units = int(min(self.RESERVE_MAX, reservation.spare // self.RESERVE_SHARE, rate * self.RESERVE_SECONDS))
@@ -395,28 +396,36 @@ class PlanLimiter:
         if reservation is None:
             reservation = self._reservations[subscription_id] = _Reservation(now)
         reservation.demand += 1
-        if reservation.units:
-            if now < reservation.expires and reservation.prepared is prepared:
-                reservation.units -= 1
-                elapsed_ms = (now - reservation.taken_at) * 1000
-                return LimitDecision(
-                    True,
-                    _headers(
-                        prepared,
-                        [r + reservation.units for r in reservation.remaining],
-                        [t - elapsed_ms for t in reservation.resets_ms],
-                        0,
-                        0.0,
-                    ),
-                )
-            self._give_back(reservation)
+        while True:
+            if reservation.units:
+                if now < reservation.expires and reservation.prepared is prepared:
+                    reservation.units -= 1
+                    elapsed_ms = (now - reservation.taken_at) * 1000
+                    return LimitDecision(
+                        True,
+                        _headers(
+                            prepared,
+                            [r + reservation.units for r in reservation.remaining],
+                            [t - elapsed_ms for t in reservation.resets_ms],
+                            0,
+                            0.0,
+                        ),
+                    )
+                self._give_back(reservation)
+            if reservation.asking is None:
+                break
+            # A block is on its way: wait for it (as long as our own round trip would take)
+            # rather than ask Redis alongside it.
+            await reservation.asking
+            now = time.time()
 
         units = self._units_to_ask(reservation, now)
         reservation.demand, reservation.since = 0, now
         args = [int(now * 1000), prepared.rate_count, units, *prepared.policy_args]
         result = None
         if now >= self._redis_down_until:
-            reservation.asking = units > 1
+            if units > 1:
+                reservation.asking = asyncio.get_running_loop().create_future()
             try:
                 result = await self._eval(LIMIT_SCRIPT, prepared.keys, args)
             except (RedisError, OSError) as error:
@@ -424,7 +433,10 @@ class PlanLimiter:
                 self._redis_down_until = time.time() + self.BREAKER_SECONDS
                 log.warning("plan limits: Redis unreachable (%s); policy is fail-%s", error, self._on_failure)
             finally:
-                reservation.asking = False
+                if units > 1:
+                    # Waiters resume next loop turn, after this call has kept the block.
+                    waiter, reservation.asking = reservation.asking, None
+                    waiter.set_result(None)
         if result is None:
             if self._on_failure == "closed":
                 return LimitDecision(

@@ -276,3 +276,26 @@ def test_requests_admitted_from_a_reservation_report_the_remaining_count_truthfu
 
     remaining = [_headers(d)["ratelimit-remaining"] for d in run(scenario())]
     assert remaining == [str(100_000 - n) for n in range(1, 31)]
+
+
+def test_a_wave_of_concurrent_requests_reserves_one_block_not_one_per_request():
+    import redis
+
+    stats = redis.Redis.from_url(settings.REDIS_URL)
+    subscription = next(_ids)
+    limits = PlanLimits(plan_id=1, daily_quota=1_000_000)
+
+    async def scenario():
+        client = FastRedis(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        await limiter.check(subscription, limits)  # now the limiter knows how much is spare
+        wave = await asyncio.gather(*(limiter.check(subscription, limits) for _ in range(10)))
+        counted = int(stats.get(_daily_key(subscription)))  # before any unused unit goes back
+        await limiter.close()
+        await client.aclose()
+        return wave, counted
+
+    wave, counted = run(scenario())
+    assert all(d.allowed for d in wave)
+    # 11 admitted; while one block request is on its way the others ask for themselves only.
+    assert counted <= 11 + PlanLimiter.RESERVE_MAX
