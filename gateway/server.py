@@ -274,11 +274,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
+        # The request being read is always the current one or the last pipelined one.
         for exchange in (self.current, *self.pipeline):
             if exchange is not None and not exchange.complete:
                 exchange.lose_client()
-        if self.parsing is not None and not self.parsing.complete:
-            self.parsing.lose_client()
         self.pipeline.clear()
         if self.write_paused is not None and not self.write_paused.done():
             self.write_paused.set_result(None)
