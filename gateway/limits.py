@@ -15,7 +15,7 @@ import calendar
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -160,6 +160,13 @@ class _Policy:
     kind: str  # rate | quota
     limit: int
     window: int  # seconds
+    # Header pieces, made once rather than on every request.
+    name_bytes: bytes = field(init=False, repr=False, compare=False)
+    limit_bytes: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "name_bytes", self.name.encode())
+        object.__setattr__(self, "limit_bytes", b"%d" % self.limit)
 
 
 def _policies(limits: PlanLimits, now: float) -> list[tuple[_Policy, str, int]]:
@@ -212,35 +219,62 @@ def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
     )
 
 
-def _headers(prepared: _Prepared, remaining: list[int], resets_ms: list[float], refused_index: int, wait_ms: float):
+def _headers(
+    prepared: _Prepared,
+    remaining: list[int],
+    resets_ms: list[float],
+    refused_index: int = 0,
+    wait_ms: float = 0.0,
+) -> list[tuple[bytes, bytes]]:
     """The draft's RateLimit (every policy) and the legacy trio (the refusing policy, else the
-    one with the least left). Runs on every limited request, hence the plain loop."""
+    one with the least left)."""
     items = []
     chosen = chosen_left = chosen_reset = None
-    for i, (policy, _suffix, _end) in enumerate(prepared.policies):
-        left = remaining[i]
+    for index, ((policy, _suffix, _end), left, reset_ms) in enumerate(
+        zip(prepared.policies, remaining, resets_ms, strict=True), start=1
+    ):
         if left < 0:
             left = 0
-        reset = math.ceil(resets_ms[i] / 1000)
+        reset = math.ceil(reset_ms / 1000)
         if reset < 0:
             reset = 0
-        items.append(f'"{policy.name}";r={left};t={reset}')
+        items.append(b'"%s";r=%d;t=%d' % (policy.name_bytes, left, reset))
         if refused_index:
-            take = refused_index == i + 1
+            take = refused_index == index
         else:
             take = chosen is None or left < chosen_left or (left == chosen_left and reset > chosen_reset)
         if take:
             chosen, chosen_left, chosen_reset = policy, left, reset
     headers = [
         prepared.policy_header,
-        (b"ratelimit", ", ".join(items).encode()),
-        (b"ratelimit-limit", str(chosen.limit).encode()),
-        (b"ratelimit-remaining", str(chosen_left).encode()),
-        (b"ratelimit-reset", str(chosen_reset).encode()),
+        (b"ratelimit", b", ".join(items)),
+        (b"ratelimit-limit", chosen.limit_bytes),
+        (b"ratelimit-remaining", b"%d" % chosen_left),
+        (b"ratelimit-reset", b"%d" % chosen_reset),
     ]
     if refused_index:
-        headers.append((b"retry-after", str(max(1, math.ceil(wait_ms / 1000))).encode()))
+        headers.append((b"retry-after", b"%d" % max(1, math.ceil(wait_ms / 1000))))
     return headers
+
+
+def _block_headers(prepared: _Prepared, reservation: _Reservation, now: float) -> list[tuple[bytes, bytes]]:
+    """``_headers`` for a request admitted from a reserved block, with what does not change
+    within the block made once by ``_Reservation.keep``: every policy has what Redis left it
+    plus the units this worker holds, so the policy with the least left stays the same."""
+    held = reservation.units
+    elapsed_ms = (now - reservation.taken_at) * 1000
+    values = []
+    for left, reset_ms in reservation.left_and_resets:
+        reset = math.ceil((reset_ms - elapsed_ms) / 1000)
+        values += (left + held, reset if reset > 0 else 0)
+    chosen = reservation.chosen
+    return [
+        prepared.policy_header,
+        (b"ratelimit", reservation.items_format % tuple(values)),
+        reservation.limit_header,
+        (b"ratelimit-remaining", b"%d" % values[chosen]),
+        (b"ratelimit-reset", b"%d" % values[chosen + 1]),
+    ]
 
 
 class _LocalLimiter:
@@ -304,8 +338,10 @@ class _Reservation:
         "units",
         "prepared",
         "expires",
-        "remaining",
-        "resets_ms",
+        "left_and_resets",
+        "items_format",
+        "chosen",
+        "limit_header",
         "taken_at",
         "spare",
         "asking",
@@ -318,8 +354,12 @@ class _Reservation:
         self.units = 0  # reserved and not yet used
         self.prepared: _Prepared | None = None  # the keys the units were counted under
         self.expires = 0.0
-        self.remaining: list[int] = []  # per policy, as Redis left it after the last grant
-        self.resets_ms: list[float] = []
+        # Per policy, as Redis left it after the last grant: (remaining, reset in ms).
+        self.left_and_resets: list[tuple[int, float]] = []
+        # The block's header pieces (see _block_headers).
+        self.items_format = b""
+        self.chosen = 0  # index into the header values of the policy with the least left
+        self.limit_header: tuple[bytes, bytes] = (b"ratelimit-limit", b"")
         self.taken_at = 0.0
         self.spare = 0  # the smallest remaining of any policy at the last answer from Redis
         # Set while one call asks Redis for a block: the others wait for it instead of asking too.
@@ -327,6 +367,17 @@ class _Reservation:
         self.demand = 0  # requests since ``since``
         self.since = now
         self.era = 0  # which grant the expiry timer belongs to
+
+    def keep(self, prepared: _Prepared, units: int, remaining: list[int], resets_ms: list[float], now: float) -> None:
+        self.units += units
+        self.prepared = prepared
+        self.taken_at = now
+        self.left_and_resets = list(zip(remaining, resets_ms, strict=True))
+        self.items_format = b", ".join(b'"%s";r=%%d;t=%%d' % policy.name_bytes for policy, _s, _e in prepared.policies)
+        # The least left; on a tie the one that resets last (as _headers chooses).
+        index = min(range(len(remaining)), key=lambda i: (remaining[i], -math.ceil(resets_ms[i] / 1000)))
+        self.chosen = 2 * index
+        self.limit_header = (b"ratelimit-limit", prepared.policies[index][0].limit_bytes)
 
 
 class PlanLimiter:
@@ -377,9 +428,29 @@ class PlanLimiter:
         units = int(min(self.RESERVE_MAX, reservation.spare // self.RESERVE_SHARE, rate * self.RESERVE_SECONDS))
         return units if units > 1 else 1
 
-    async def check(self, subscription_id: int, limits: PlanLimits) -> LimitDecision:
+    def admit_reserved(self, subscription_id: int, limits: PlanLimits) -> LimitDecision | None:
+        """The decision for a request this worker's reserved block covers, decided without
+        leaving the caller; None when Redis has to decide (``check``). Most requests of a
+        busy subscription far from its limits end here, so it allocates as little as it can."""
         if limits.unlimited:
             return ALLOW_UNLIMITED
+        reservation = self._reservations.get(subscription_id)
+        if reservation is None or not reservation.units:
+            return None
+        prepared = reservation.prepared
+        if prepared.limits is not limits and prepared.limits != limits:
+            return None
+        now = time.time()
+        if now >= reservation.expires:
+            return None
+        reservation.units -= 1
+        reservation.demand += 1
+        return LimitDecision(True, _block_headers(prepared, reservation, now))
+
+    async def check(self, subscription_id: int, limits: PlanLimits) -> LimitDecision:
+        decision = self.admit_reserved(subscription_id, limits)
+        if decision is not None:
+            return decision
         now = time.time()
         prepared = self._prepared.get(subscription_id)
         if (
@@ -400,17 +471,7 @@ class PlanLimiter:
             if reservation.units:
                 if now < reservation.expires and reservation.prepared is prepared:
                     reservation.units -= 1
-                    elapsed_ms = (now - reservation.taken_at) * 1000
-                    return LimitDecision(
-                        True,
-                        _headers(
-                            prepared,
-                            [r + reservation.units for r in reservation.remaining],
-                            [t - elapsed_ms for t in reservation.resets_ms],
-                            0,
-                            0.0,
-                        ),
-                    )
+                    return LimitDecision(True, _block_headers(prepared, reservation, now))
                 self._give_back(reservation)
             if reservation.asking is None:
                 break
@@ -468,9 +529,7 @@ class PlanLimiter:
 
     def _keep(self, prepared: _Prepared, reservation: _Reservation, units: int, remaining, resets_ms) -> None:
         now = time.time()
-        reservation.units += units
-        reservation.prepared = prepared
-        reservation.remaining, reservation.resets_ms, reservation.taken_at = remaining, resets_ms, now
+        reservation.keep(prepared, units, remaining, resets_ms, now)
         # Quota windows turn at UTC midnight: a unit counted in one day is not spent in the next.
         reservation.expires = min(now + self.RESERVE_SECONDS, prepared.valid_until)
         reservation.era += 1

@@ -299,3 +299,30 @@ def test_a_wave_of_concurrent_requests_reserves_one_block_not_one_per_request():
     assert all(d.allowed for d in wave)
     # 11 admitted; while one block request is on its way the others ask for themselves only.
     assert counted <= 11 + PlanLimiter.RESERVE_MAX
+
+
+def test_reserved_requests_report_every_policy_of_the_plan_as_redis_decided_ones_do():
+    limits = PlanLimits(plan_id=1, requests_per_minute=100_000, daily_quota=50_000)
+    subscription = next(_ids)
+
+    async def scenario():
+        client = FastRedis(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        decisions = [await limiter.check(subscription, limits) for _ in range(40)]
+        await limiter.close()
+        await client.aclose()
+        return decisions
+
+    decisions = run(scenario())
+    to_midnight = 86400 - int(time.time()) % 86400
+    for n, decision in enumerate(decisions, start=1):
+        headers = _headers(decision)
+        rpm, daily = (dict(p.split("=") for p in item.split(";")[1:]) for item in headers["ratelimit"].split(", "))
+        assert headers["ratelimit"].startswith('"rpm";') and '"daily";' in headers["ratelimit"]
+        assert int(daily["r"]) == 50_000 - n
+        assert abs(int(daily["t"]) - to_midnight) <= 2
+        assert 100_000 - n - 2 <= int(rpm["r"]) <= 100_000 and int(rpm["t"]) <= 60  # GCRA regains as time passes
+        # The legacy trio follows the policy with the least left: the daily quota.
+        assert headers["ratelimit-limit"] == "50000"
+        assert headers["ratelimit-remaining"] == daily["r"]
+        assert headers["ratelimit-reset"] == daily["t"]
