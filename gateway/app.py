@@ -56,6 +56,8 @@ HOP_BY_HOP = frozenset(
 )
 # Set by the gateway itself: a client's values are replaced (X-Forwarded-For is extended).
 FORWARDING_HEADERS = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
+# Request headers not copied upstream as they are: dropped, replaced, or dropped when they carry the key.
+NOT_COPIED_UPSTREAM = HOP_BY_HOP | FORWARDING_HEADERS | {b"host", b"x-forwarded-for", b"authorization", b"x-api-key"}
 CORS_EXPOSE = (
     b"access-control-expose-headers",
     b"x-request-id, x-cache, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, ratelimit-reset, "
@@ -122,7 +124,7 @@ class Gateway:
         self.cache = ResponseCache(self.redis)
         self.calllog = CallLogBuffer(s.REDIS_URL, s.PORTICO_CALL_LOG_STREAM, Path(s.VAR_DIR) / "spool")
         await self.calllog.start()
-        self.upstream = UpstreamPool()
+        self.upstream = UpstreamPool(drop_response_headers=HOP_BY_HOP)
         self.cors_origins = {o.encode() for o in s.PORTICO_CORS_ORIGINS}
         # Off by default: a key in the URL leaks into logs and browser history.
         self.key_query_param = os.environ.get("GATEWAY_KEY_QUERY_PARAM", "").encode()
@@ -293,23 +295,13 @@ class Gateway:
             await OPS_PATHS[path](self, send, method)
             return
 
-        host = auth_header = api_key_header = client_request_id = content_length = origin = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"host":
-                host = value
-            elif name == b"authorization":
-                auth_header = value
-            elif name == b"x-api-key":
-                api_key_header = value
-            elif name == b"x-request-id":
-                client_request_id = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"transfer-encoding":
-                chunked = True
+        # One C call instead of a Python loop over every header; a repeated header's last value
+        # wins, as it did in the loop this replaced.
+        fields = dict(scope["headers"])
+        get = fields.get
+        origin = get(b"origin")
+        client_request_id = get(b"x-request-id")
+        chunked = b"transfer-encoding" in fields
 
         request_id = self._new_request_id()
         if client_request_id is not None:
@@ -346,9 +338,7 @@ class Gateway:
                 await self._preflight(scope, send, headers_out, record)
                 return
         try:
-            status = await self._serve(
-                scope, receive, send, record, headers_out, host, auth_header, api_key_header, content_length, chunked
-            )
+            status = await self._serve(scope, receive, send, record, headers_out, fields, chunked)
         except Exception:
             log.exception("unexpected error on %s %s", method, path)
             status = 500
@@ -388,11 +378,10 @@ class Gateway:
         await send_json(send, status, body, headers_out, head=method == "HEAD")
         return status
 
-    async def _serve(
-        self, scope, receive, send, record, headers_out, host, auth_header, api_key_header, content_length, chunked
-    ) -> int:
+    async def _serve(self, scope, receive, send, record, headers_out, fields: dict, chunked: bool) -> int:
         method = record["method"]
         snapshot = self.snapshot
+        host = fields.get(b"host")
         host_name = host.split(b":", 1)[0].decode("latin-1").lower() if host else ""
         route, _rest = snapshot.routes.match(scope["path"], host_name)
         if route is None:
@@ -408,7 +397,7 @@ class Gateway:
         client_ip = record["client_ip"]
         if self.auth_failures.is_blocked(client_ip):
             return await self._refuse_auth_flood(send, record, headers_out, method)
-        presented, key_header = presented_key(auth_header, api_key_header)
+        presented, key_header = presented_key(fields.get(b"authorization"), fields.get(b"x-api-key"))
         query = scope["query_string"]
         if self.key_query_param and query:
             # Removed from what goes upstream even when a header carried the key.
@@ -445,6 +434,7 @@ class Gateway:
             status = 503 if decision.error_code == "limits_unavailable" else 429
             return await self._refuse(send, record, headers_out, status, decision.error_code, decision.message, method)
 
+        content_length = fields.get(b"content-length")
         if content_length is not None:
             try:
                 declared = int(content_length)
@@ -498,18 +488,26 @@ class Gateway:
             cache_key,
             # A body without Content-Length (chunked from the client) goes upstream chunked too.
             chunked_body=has_body and content_length is None,
+            connection=fields.get(b"connection"),
         )
 
     def _upstream_head(
-        self, scope, method: str, target, raw_rest: bytes, query: bytes, key, key_header, record, chunked: bool
+        self,
+        scope,
+        method: str,
+        target,
+        raw_rest: bytes,
+        query: bytes,
+        key,
+        key_header,
+        record,
+        chunked: bool,
+        connection: bytes | None,
     ):
         """The request head sent upstream: hop-by-hop and the consumer's key removed,
         X-Forwarded-* and the consumer's identity added."""
-        headers = scope["headers"]
-        connection_tokens = ()
-        for name, value in headers:
-            if name == b"connection":
-                connection_tokens = {t.strip().lower() for t in value.split(b",")}
+        # Headers the client's Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+        dropped = {t.strip().lower() for t in connection.split(b",")} if connection else ()
         forwarded_for = record["client_ip"].encode()
         original_host = b""
         lines = [
@@ -522,15 +520,18 @@ class Gateway:
                 target.host_header,
             )
         ]
-        for name, value in headers:
-            if name in HOP_BY_HOP or name == key_header or name in connection_tokens:
+        for name, value in scope["headers"]:
+            if name in dropped:
                 continue
-            if name == b"host":
-                original_host = value
-            elif name == b"x-forwarded-for":
-                forwarded_for = value + b", " + forwarded_for
-            elif name not in FORWARDING_HEADERS:
-                lines.append(b"%s: %s\r\n" % (name, value))
+            if name in NOT_COPIED_UPSTREAM:  # one set lookup for the common header
+                if name == b"host":
+                    original_host = value
+                elif name == b"x-forwarded-for":
+                    forwarded_for = value + b", " + forwarded_for
+                elif name != key_header and name not in HOP_BY_HOP and name not in FORWARDING_HEADERS:
+                    lines.append(b"%s: %s\r\n" % (name, value))  # a key header that did not carry the key
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(
             b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nx-request-id: %s\r\n"
             b"x-portico-application-id: %d\r\nx-portico-tenant-id: %d\r\n%s\r\n"
@@ -560,6 +561,7 @@ class Gateway:
         has_body,
         cache_key,
         chunked_body: bool,
+        connection: bytes | None,
     ) -> int:
         method = record["method"]
         balancer: Balancer = self.balancers.for_route(route)
@@ -602,7 +604,9 @@ class Gateway:
             try:
                 response = await self.upstream.request(
                     target.pool_key,
-                    self._upstream_head(scope, method, target, raw_rest, query, key, key_header, record, chunked_body),
+                    self._upstream_head(
+                        scope, method, target, raw_rest, query, key, key_header, record, chunked_body, connection
+                    ),
                     request_body() if has_body else None,
                     chunked=chunked_body,
                     head_request=method == "HEAD",
@@ -677,7 +681,7 @@ class Gateway:
             balancer.report_server_error(state)
         else:
             balancer.report_success(state)
-        headers = [(name, value) for name, value in response.headers if name not in HOP_BY_HOP]
+        headers = response.headers  # hop-by-hop ones are left out by the pool
         store_ttl = None
         if cache_key is not None:
             store_ttl = self.cache.ttl_for(status, headers, route.cache_ttl)

@@ -40,9 +40,10 @@ class UpstreamProtocolError(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool_key, loop: asyncio.AbstractEventLoop):
+    def __init__(self, pool_key, loop: asyncio.AbstractEventLoop, drop_headers: frozenset = frozenset()):
         self.pool_key = pool_key
         self.loop = loop
+        self.drop_headers = drop_headers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -108,7 +109,9 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks --------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name not in self.drop_headers:
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -188,9 +191,14 @@ class UpstreamResponse:
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per (scheme, host, port)."""
+    """Idle keep-alive connections per (scheme, host, port).
 
-    def __init__(self, *, max_idle_per_host: int = 256):
+    ``drop_response_headers``: answer headers left out of ``UpstreamResponse.headers`` as they
+    are parsed (a proxy's hop-by-hop headers), which is cheaper than filtering them after.
+    """
+
+    def __init__(self, *, max_idle_per_host: int = 256, drop_response_headers: frozenset = frozenset()):
+        self._drop_headers = frozenset(drop_response_headers)
         self._idle: dict[tuple, list[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._ssl = ssl.create_default_context()
@@ -212,7 +220,7 @@ class UpstreamPool:
         try:
             _transport, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(key, loop),
+                    lambda: _Connection(key, loop, self._drop_headers),
                     host,
                     port,
                     ssl=self._ssl if scheme == "https" else None,
