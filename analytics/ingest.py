@@ -13,13 +13,13 @@ import os
 import socket
 from datetime import UTC, datetime
 
-import orjson
 import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from analytics.models import CallLog
+from gateway.calllog import records_of
 from portal.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,9 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
             raise
 
 
-def to_row(raw: bytes) -> CallLog | None:
+def to_row(data) -> CallLog | None:
+    """A CallLog row from one decoded record, or None (and an error logged) when it is not one."""
     try:
-        data = orjson.loads(raw)
         values = {k: v for k, v in data.items() if k in FIELDS}
         values["time"] = datetime.fromtimestamp(float(data["time"]), tz=UTC)
         values["cache_hit"] = bool(values.get("cache_hit"))
@@ -51,13 +51,13 @@ def to_row(raw: bytes) -> CallLog | None:
             values[text] = values.get(text) or ""
         values["path"] = str(values.get("path", ""))[:2000]
         return CallLog(**values)
-    except (ValueError, KeyError, TypeError):
-        log.error("unreadable call record skipped: %r", raw[:200])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.error("unreadable call record skipped: %r", repr(data)[:200])
         return None
 
 
 def _store(entries: list) -> int:
-    rows = [row for _id, fields in entries if (row := to_row(fields.get(b"r", b"{}"))) is not None]
+    rows = [row for _id, fields in entries for record in records_of(fields) if (row := to_row(record)) is not None]
     with transaction.atomic():
         CallLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         last_used: dict[str, datetime] = {}
@@ -73,12 +73,15 @@ def _store(entries: list) -> int:
 
 def ingest_call_logs(
     *,
-    batch_size: int = 1000,
+    batch_size: int = 50,
     max_batches: int = 50,
     client: redis.Redis | None = None,
     claim_idle_ms: int = CLAIM_IDLE_MS,
 ) -> int:
-    """Ingest what the stream holds now (bounded). Returns the number of records stored."""
+    """Ingest what the stream holds now (bounded). Returns the number of records stored.
+
+    ``batch_size`` counts stream entries, and an entry from the gateway holds a whole batch
+    of up to 500 records: 50 entries keep one read's rows to tens of thousands."""
     client = client or redis.Redis.from_url(settings.REDIS_URL)
     stream = settings.PORTICO_CALL_LOG_STREAM
     consumer = _consumer_name()

@@ -6,7 +6,7 @@ import orjson
 import pytest
 import redis as redis_lib
 
-from gateway.calllog import CallLogBuffer
+from gateway.calllog import CallLogBuffer, records_of
 from portal import embedded_redis
 
 
@@ -15,7 +15,7 @@ def records(start, n):
 
 
 def stream_ids(client, stream):
-    return [orjson.loads(f[b"r"])["request_id"] for _id, f in client.xrange(stream)]
+    return [r["request_id"] for _id, f in client.xrange(stream) for r in records_of(f)]
 
 
 @pytest.fixture

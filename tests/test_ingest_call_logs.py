@@ -45,6 +45,12 @@ def stream(redis_client):
 
 
 def add(redis_client, stream, records):
+    """As the gateway writes them: one stream entry per batch."""
+    redis_client.xadd(stream, {"b": orjson.dumps(records)})
+
+
+def add_one_per_entry(redis_client, stream, records):
+    """The shape written before batches: one record per entry."""
     for r in records:
         redis_client.xadd(stream, {"r": orjson.dumps(r)})
 
@@ -68,8 +74,9 @@ def test_a_record_delivered_twice_is_stored_once(redis_client, stream):
 
 
 def test_running_twice_leaves_the_same_rows(redis_client, stream):
-    add(redis_client, stream, [record(f"c{i}") for i in range(30)])
-    assert ingest_call_logs(batch_size=7) == 30
+    for batch in range(6):
+        add(redis_client, stream, [record(f"c{batch}-{i}") for i in range(5)])
+    assert ingest_call_logs(batch_size=4) == 30
     first = sorted(CallLog.objects.values_list("request_id", "status"))
     assert ingest_call_logs() == 0
     assert sorted(CallLog.objects.values_list("request_id", "status")) == first
@@ -87,10 +94,26 @@ def test_entries_read_by_a_dead_consumer_are_claimed_and_stored(redis_client, st
 
 def test_an_unreadable_entry_is_skipped_without_stopping_the_rest(redis_client, stream):
     redis_client.xadd(stream, {"r": b"not json"})
+    redis_client.xadd(stream, {"b": b"[not json"})
     add(redis_client, stream, [record("e1")])
     assert ingest_call_logs() == 1
     assert list(CallLog.objects.values_list("request_id", flat=True)) == ["e1"]
     assert redis_client.xlen(stream) == 0
+
+
+def test_an_unreadable_record_in_a_batch_does_not_cost_the_others(redis_client, stream):
+    broken = record("f2")
+    del broken["time"]
+    add(redis_client, stream, [record("f1"), broken, "not a record", record("f3")])
+    assert ingest_call_logs() == 2
+    assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["f1", "f3"]
+
+
+def test_entries_in_the_one_record_shape_written_before_batches_are_still_read(redis_client, stream):
+    add_one_per_entry(redis_client, stream, [record("g1"), record("g2")])
+    add(redis_client, stream, [record("g3")])
+    assert ingest_call_logs() == 3
+    assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["g1", "g2", "g3"]
 
 
 def test_management_command_ingests(redis_client, stream):

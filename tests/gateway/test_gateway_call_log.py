@@ -3,13 +3,13 @@
 import concurrent.futures
 import time
 
-import orjson
 import pytest
 import redis as redis_lib
 import requests
 
 from analytics.ingest import ingest_call_logs
 from analytics.models import CallLog
+from gateway.calllog import records_of
 from portal import embedded_redis
 from tests.gateway.conftest import GatewayProcess
 
@@ -19,7 +19,7 @@ STREAM = "portico:calls"
 
 
 def stream_ids(client) -> list[str]:
-    return [orjson.loads(fields[b"r"])["request_id"] for _id, fields in client.xrange(STREAM)]
+    return [r["request_id"] for _id, fields in client.xrange(STREAM) for r in records_of(fields)]
 
 
 def wait_for_ids(client, expected: set[str], timeout: float = 10.0) -> list[str]:
@@ -65,11 +65,7 @@ def test_records_carry_who_what_and_how_long(gateway, configure, upstream_a, red
     redis_client.delete(STREAM)
     request_id = gateway.get(f"{config.base_path}/echo?x=1", config.key).headers["X-Request-ID"]
     wait_for_ids(redis_client, {request_id})
-    record = next(
-        orjson.loads(f[b"r"])
-        for _i, f in redis_client.xrange(STREAM)
-        if orjson.loads(f[b"r"])["request_id"] == request_id
-    )
+    record = next(r for _i, f in redis_client.xrange(STREAM) for r in records_of(f) if r["request_id"] == request_id)
     assert record["status"] == 200 and record["method"] == "GET" and record["path"] == f"{config.base_path}/echo"
     assert record["key_prefix"] == config.key_prefix and record["application_id"] == config.application.pk
     assert record["tenant_id"] == config.application.tenant_id and record["api_id"] == config.api.pk
