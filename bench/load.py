@@ -6,6 +6,7 @@ import asyncio
 import gc
 import re
 import shutil
+import statistics
 import subprocess
 import time
 
@@ -44,6 +45,17 @@ def parse_wrk(out: str) -> dict:
         "p99_ms": p99,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def median_row(rows: list[dict]) -> dict:
+    """One row for several wrk runs of a target: the median of each figure, errors summed."""
+    return {
+        "rps": statistics.median(r["rps"] for r in rows),
+        "p50_ms": statistics.median(r["p50_ms"] for r in rows),
+        "p99_ms": statistics.median(r["p99_ms"] for r in rows),
+        "non_2xx": sum(r["non_2xx"] for r in rows),
+        "socket_errors": "; ".join(r["socket_errors"] for r in rows if r["socket_errors"]),
     }
 
 

@@ -1,6 +1,6 @@
 """The benchmark reads wrk's report and its own latencies correctly (no performance assertions)."""
 
-from bench.load import parse_wrk, percentile
+from bench.load import median_row, parse_wrk, percentile
 
 WRK_REPORT = """Running 10s test @ http://127.0.0.1:40000/bench/x
   2 threads and 64 connections
@@ -42,3 +42,14 @@ def test_percentile_is_taken_from_the_sorted_sample():
     latencies = [float(n) for n in range(100, 0, -1)]
     assert percentile(latencies, 0.50) == 51.0
     assert percentile(latencies, 0.99) == 100.0
+
+
+def test_rounds_of_a_target_are_summarised_by_their_medians_and_summed_errors():
+    rows = [
+        {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 9.0, "non_2xx": 0, "socket_errors": ""},
+        {"rps": 300.0, "p50_ms": 3.0, "p99_ms": 5.0, "non_2xx": 2, "socket_errors": "Socket errors: read 1"},
+        {"rps": 200.0, "p50_ms": 2.0, "p99_ms": 7.0, "non_2xx": 1, "socket_errors": ""},
+    ]
+    row = median_row(rows)
+    assert (row["rps"], row["p50_ms"], row["p99_ms"]) == (200.0, 2.0, 7.0)
+    assert row["non_2xx"] == 3 and row["socket_errors"] == "Socket errors: read 1"
