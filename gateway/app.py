@@ -595,7 +595,7 @@ class Gateway:
         response = None
         state = None
         for _attempt in range(attempts):
-            state = balancer.pick(tuple(tried))
+            state = balancer.pick(tried)
             if state is None:
                 break
             tried.append(state.url)
@@ -685,7 +685,7 @@ class Gateway:
         store_ttl = None
         if cache_key is not None:
             store_ttl = self.cache.ttl_for(status, headers, route.cache_ttl)
-        await send({"type": "http.response.start", "status": status, "headers": [*headers, *headers_out]})
+        await send({"type": "http.response.start", "status": status, "headers": headers + headers_out})
         if response.complete_in_one_chunk() and not store_ttl:
             # A small answer that has fully arrived: one body message instead of two.
             body = response.take_all()

@@ -49,6 +49,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.head_request = False
         self.busy = False  # a request is in flight: only then do failures concern anyone
+        self.head_deadline = 0.0
+        self.head_timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -80,6 +82,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
         if not self.complete:
             if not self.got_bytes:
                 self._fail(UpstreamConnectError("upstream closed the connection before answering"))
@@ -97,9 +102,27 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def time_out_head(self) -> None:
-        if not self.headers_done.done():
-            self.headers_done.set_exception(TimeoutError("upstream read timeout"))
+    def watch_head(self, deadline: float) -> None:
+        """Fail the awaited answer head with TimeoutError at ``deadline`` (loop time). One
+        timer per connection, re-armed when it fires early, instead of one per request:
+        on a kept-alive connection the next request has usually moved the deadline on."""
+        self.head_deadline = deadline
+        timer = self.head_timer
+        if timer is not None and timer.when() > deadline:  # an API's timeout was shortened
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self.head_timer = self.loop.call_at(deadline, self._check_head_deadline)
+
+    def _check_head_deadline(self) -> None:
+        self.head_timer = None
+        waiting = self.headers_done
+        if not self.busy or waiting is None or waiting.done() or self.closed:
+            return  # nothing awaited now; the next request arms the timer again
+        if self.loop.time() >= self.head_deadline:
+            waiting.set_exception(TimeoutError("upstream read timeout"))
+        else:
+            self.head_timer = self.loop.call_at(self.head_deadline, self._check_head_deadline)
 
     def _wake_reader(self) -> None:
         waiter = self.reader_waiting
@@ -289,14 +312,9 @@ class UpstreamPool:
                     conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                 if chunked:
                     conn.transport.write(b"0\r\n\r\n")
-            timeout = min(read_timeout, deadline - loop.time())
             if not conn.headers_done.done():
-                # A timer handle, not wait_for: no Task and no shield per request.
-                timer = loop.call_later(timeout, conn.time_out_head)
-                try:
-                    await conn.headers_done
-                finally:
-                    timer.cancel()
+                conn.watch_head(loop.time() + min(read_timeout, deadline - loop.time()))
+                await conn.headers_done
             else:
                 conn.headers_done.result()  # raises what the connection failed with
         except BaseException:

@@ -6,7 +6,6 @@ config sets it and empties it at start-up.
 
 import bisect
 import os
-from collections import Counter as _Tally
 from pathlib import Path
 
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # outside gunicorn (tests, scripts): one process
@@ -44,13 +43,13 @@ def render() -> tuple[bytes, bytes]:
 # request path. Figures therefore lag by up to FLUSH_SECONDS.
 FLUSH_SECONDS = 1.0
 _BOUNDS = LATENCY._upper_bounds  # the histogram's buckets, +Inf last
-_statuses: _Tally = _Tally()
+_statuses: dict[int, int] = {}
 _bucket_counts = [0] * len(_BOUNDS)
 _latency_sum = [0.0]
 
 
 def count_request(status: int, seconds: float) -> None:
-    _statuses[status] += 1
+    _statuses[status] = _statuses.get(status, 0) + 1
     _bucket_counts[bisect.bisect_left(_BOUNDS, seconds)] += 1
     _latency_sum[0] += seconds
 

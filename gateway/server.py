@@ -161,7 +161,7 @@ class _Exchange:
             for name, value in message.get("headers", ()):
                 if name == b"content-length":
                     length_given = True
-                parts.append(b"%s: %s\r\n" % (name, value))
+                parts += (name, b": ", value, b"\r\n")  # cheaper than formatting a line each
             if not self.keep_alive:
                 parts.append(b"connection: close\r\n")
             if not length_given and not self.head_only and status != 204 and status != 304:

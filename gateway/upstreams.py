@@ -45,7 +45,11 @@ class Balancer:
         self.targets = targets
         self.least_connections = least_connections
 
-    def pick(self, exclude: tuple = ()) -> TargetState | None:
+    def pick(self, exclude: list | tuple = ()) -> TargetState | None:
+        targets = self.targets
+        if len(targets) == 1:  # most APIs have one target: healthy or not (panic mode), it is the one
+            only = targets[0]
+            return only if only.url not in exclude else None
         now = time.monotonic()
         candidates = [t for t in self.targets if t.healthy(now) and t.url not in exclude]
         if not candidates:

@@ -61,6 +61,22 @@ def test_slow_upstream_gives_504(gateway, configure, upstream_a):
     assert time.monotonic() - started < 2.5
 
 
+def test_a_slow_answer_times_out_on_a_kept_alive_connection_after_quick_ones(gateway, configure, upstream_a):
+    """The read timeout is one timer per upstream connection, moved on by each request: it
+    must still fire, on time, for the request that is slow."""
+    config = configure([upstream_a], read_timeout_ms=400, total_timeout_ms=5000)
+    with requests.Session() as client:  # one client connection: the same worker and upstream pool
+        headers = {"Authorization": f"Bearer {config.key}"}
+        for _ in range(30):
+            quick = client.get(f"{gateway.url}{config.base_path}/slow?ms=20", headers=headers)
+            assert quick.status_code == 200
+        started = time.monotonic()
+        slow = client.get(f"{gateway.url}{config.base_path}/slow?ms=3000", headers=headers)
+        elapsed = time.monotonic() - started
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "upstream_timeout"
+    assert 0.35 < elapsed < 1.5
+
+
 def test_sse_events_arrive_as_the_upstream_sends_them(gateway, configure, upstream_a):
     config = configure([upstream_a])
     started = time.monotonic()
