@@ -40,8 +40,16 @@ def test_unknown_key_is_rejected_with_401(gateway, configure, upstream_a):
     assert gateway.get(f"{config.base_path}/echo", "garbage").status_code == 401
 
 
-def test_expired_key_is_rejected_with_401(gateway, configure, upstream_a):
+def _use(gateway, config, times=6):
+    """Calls that succeed, on fresh connections so both workers verify (and remember) the key."""
+    for _ in range(times):
+        answer = requests.get(f"{gateway.url}{config.base_path}/echo", headers={"X-API-Key": config.key}, timeout=2)
+        assert answer.status_code == 200
+
+
+def test_expired_key_is_rejected_with_401_even_after_being_used(gateway, configure, upstream_a):
     config = configure([upstream_a])
+    _use(gateway, config)
     ApiKey.objects.filter(prefix=config.key_prefix).update(expires_at=timezone.now() - timedelta(seconds=1))
     keys.create_api_key(config.application, config.owner)  # any change bumps the config version
     gateway.wait_for_config()
@@ -49,8 +57,20 @@ def test_expired_key_is_rejected_with_401(gateway, configure, upstream_a):
     assert response.status_code == 401 and error_code(response) == "expired_api_key"
 
 
-def test_revoked_key_is_rejected_with_401(gateway, configure, upstream_a):
+def test_a_key_in_use_stops_working_the_moment_it_expires(gateway, configure, upstream_a):
     config = configure([upstream_a])
+    ApiKey.objects.filter(prefix=config.key_prefix).update(expires_at=timezone.now() + timedelta(seconds=2))
+    keys.create_api_key(config.application, config.owner)  # publishes the expiry
+    gateway.wait_for_config()
+    _use(gateway, config)
+    time.sleep(2.1)  # no configuration change in between: the expiry alone must refuse it
+    response = gateway.get(f"{config.base_path}/echo", config.key)
+    assert response.status_code == 401 and error_code(response) == "expired_api_key"
+
+
+def test_revoked_key_is_rejected_with_401_even_after_being_used(gateway, configure, upstream_a):
+    config = configure([upstream_a])
+    _use(gateway, config)
     keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), config.owner)
     gateway.wait_for_config()
     response = gateway.get(f"{config.base_path}/echo", config.key)
@@ -125,6 +145,7 @@ def test_forwarding_headers_and_request_id(gateway, configure, upstream_a):
 
 def test_config_change_is_enforced_by_every_worker_within_one_second(gateway, configure, upstream_a):
     config = configure([upstream_a])
+    _use(gateway, config)
     keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), config.owner)
     revoked_at = time.monotonic()
     new_version = current_config_version()
