@@ -14,6 +14,7 @@ leaves out, and why that is safe here:
 - no header validation regexes: every header the gateway sends was parsed by httptools
   (which refuses CR and LF in values) or built by the gateway itself;
 - one keep-alive timer per connection that re-arms itself, not one per request;
+- one task per connection that runs its requests in turn, not one task per request;
 - no WebSocket upgrades (the gateway proxies HTTP only) and no ``limit_concurrency``.
 
 Everything else an ASGI HTTP server owes its app is here: keep-alive and pipelining,
@@ -245,6 +246,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.scheme = "http"
         self.current: _Exchange | None = None  # the request being answered
         self.parsing: _Exchange | None = None  # the request being read (the same, unless pipelined)
+        # One task per connection runs its requests one after the other (see _start).
+        self.runner: asyncio.Task | None = None
+        self.up_next: _Exchange | None = None
+        self.runner_idle: asyncio.Future | None = None
         self.pipeline: deque[_Exchange] = deque()
         self.reading_paused = False
         self.write_paused: asyncio.Future | None = None
@@ -271,6 +276,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        self._wake_runner()  # an idle runner sees the closed transport and ends
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
@@ -404,11 +410,40 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------
 
     def _start(self, exchange: _Exchange) -> None:
+        """Hand a request to the connection's runner task, starting it for the first one.
+        A task per request cost its creation, its registration in asyncio's task set and in
+        uvicorn's, and a done callback; a kept-alive connection now pays them once. The
+        runner is in uvicorn's task set, so graceful shutdown still waits for the request
+        in flight, and it ends when the connection does."""
         self.current = exchange
-        task = self.loop.create_task(exchange.run(self.app))
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self.up_next = exchange
+        if self.runner is None:
+            task = self.runner = self.loop.create_task(self._run_requests())
+            tasks = self.server_state.tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        else:
+            self._wake_runner()
+
+    def _wake_runner(self) -> None:
+        idle, self.runner_idle = self.runner_idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+
+    async def _run_requests(self) -> None:
+        try:
+            while True:
+                exchange = self.up_next
+                if exchange is None:
+                    if self.transport.is_closing():
+                        return
+                    self.runner_idle = self.loop.create_future()
+                    await self.runner_idle
+                    continue
+                self.up_next = None
+                await exchange.run(self.app)
+        finally:
+            self.runner = None
 
     def response_complete(self, exchange: _Exchange) -> None:
         self.server_state.total_requests += 1
