@@ -275,8 +275,6 @@ class UpstreamPool:
         ``replayable``: the request may be sent twice (idempotent, no body). Then a pooled
         connection that turns out to be closed is replaced by a fresh one transparently.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + total_timeout
         idle = self._idle.get(key)
         conn = None
         while idle:
@@ -284,6 +282,9 @@ class UpstreamPool:
             if not candidate.closed:
                 conn = candidate
                 break
+        # get_running_loop() makes a getpid() system call each time; a pooled connection knows its loop.
+        loop = conn.loop if conn is not None else asyncio.get_running_loop()
+        deadline = loop.time() + total_timeout
         if conn is not None:
             try:
                 return await self._exchange(conn, head, body, chunked, head_request, read_timeout, deadline)
