@@ -15,7 +15,7 @@ import calendar
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -438,8 +438,15 @@ class PlanLimiter:
         if reservation is None or not reservation.units:
             return None
         prepared = reservation.prepared
-        if prepared.limits is not limits and prepared.limits != limits:
-            return None
+        if prepared.limits is not limits:
+            if prepared.limits != limits:
+                return None
+            # The same plan in a newer snapshot: adopt its object, so that the next requests
+            # compare by identity (the dataclass comparison showed in profiles after reloads).
+            adopted = replace(prepared, limits=limits)
+            if self._prepared.get(subscription_id) is prepared:
+                self._prepared[subscription_id] = adopted
+            prepared = reservation.prepared = adopted
         now = time.time()
         if now >= reservation.expires:
             return None

@@ -326,3 +326,25 @@ def test_reserved_requests_report_every_policy_of_the_plan_as_redis_decided_ones
         assert headers["ratelimit-limit"] == "50000"
         assert headers["ratelimit-remaining"] == daily["r"]
         assert headers["ratelimit-reset"] == daily["t"]
+
+
+def test_a_reload_with_the_same_plan_keeps_admitting_from_the_reservation_and_a_changed_plan_does_not():
+    subscription = next(_ids)
+
+    async def scenario():
+        client = FastRedis(settings.REDIS_URL)
+        limiter = PlanLimiter(client)
+        limits = PlanLimits(plan_id=1, daily_quota=1_000_000)
+        for _wave in range(5):  # busy enough to be given a reserved block
+            first = (await asyncio.gather(*(limiter.check(subscription, limits) for _ in range(50))))[-1]
+        # A new snapshot compiles equal limits into new objects.
+        same = [limiter.admit_reserved(subscription, PlanLimits(plan_id=1, daily_quota=1_000_000)) for _ in range(3)]
+        changed = limiter.admit_reserved(subscription, PlanLimits(plan_id=1, daily_quota=10))
+        await limiter.close()
+        await client.aclose()
+        return first, same, changed
+
+    first, same, changed = run(scenario())
+    assert first.allowed
+    assert all(d is not None and d.allowed for d in same)
+    assert changed is None  # decided by Redis under the new plan, not from units of the old one
