@@ -142,15 +142,15 @@ class CallLogBuffer:
             return
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         batch_id = uuid.uuid4().hex
-        encoded = [orjson.dumps(r) for r in batch]
-        if not await self._ship(batch_id, encoded):
-            self._write_spool(self._spool_path, batch_id, encoded)
+        # One encoder call for the whole batch; records are encoded one by one only to spool.
+        if not await self._ship(batch_id, orjson.dumps(batch), len(batch)):
+            self._write_spool(self._spool_path, batch_id, [orjson.dumps(r) for r in batch])
 
-    async def _ship(self, batch_id: str, encoded: list[bytes]) -> bool:
+    async def _ship(self, batch_id: str, payload: bytes, count: int) -> bool:
+        """One stream entry holding ``payload``, a JSON array of ``count`` records."""
         if self._redis is None:
             return False
         keys = [f"portico:calls:batch:{batch_id}", self._stream]
-        payload = b"[" + b",".join(encoded) + b"]"
         try:
             if self._sha is None:
                 self._sha = await self._redis.script_load(SHIP_SCRIPT)
@@ -163,7 +163,7 @@ class CallLogBuffer:
             log.warning("call log: Redis unreachable (%s); spooling to %s", error, self._spool_dir)
             self._retry_at = asyncio.get_running_loop().time() + RETRY_WHILE_DOWN_SECONDS
             return False
-        self.shipped += len(encoded)
+        self.shipped += count
         return True
 
     # -- the spool ----------------------------------------------------------------------
@@ -216,7 +216,8 @@ class CallLogBuffer:
                 except orjson.JSONDecodeError:  # a torn last line from a crash: nothing to ship
                     log.error("call log: unreadable spool line in %s skipped", path)
                     continue
-                if not await self._ship(batch["id"], [r.encode() for r in batch["records"]]):
+                records = batch["records"]
+                if not await self._ship(batch["id"], ("[" + ",".join(records) + "]").encode(), len(records)):
                     path.write_bytes(b"\n".join(lines[done:]) + b"\n")
                     return False
             path.unlink()

@@ -80,9 +80,9 @@ def test_a_replayed_batch_is_not_applied_twice(tmp_path, own_redis):
     async def scenario():
         buffer = CallLogBuffer(own_redis, "calls", tmp_path / "spool")
         await buffer.start()
-        encoded = [orjson.dumps(r) for r in records(0, 3)]
-        first = await buffer._ship("batch-1", encoded)
-        again = await buffer._ship("batch-1", encoded)  # as after a lost answer
+        payload = orjson.dumps(records(0, 3))
+        first = await buffer._ship("batch-1", payload, 3)
+        again = await buffer._ship("batch-1", payload, 3)  # as after a lost answer
         await buffer.stop()
         return first, again
 
