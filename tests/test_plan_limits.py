@@ -262,19 +262,25 @@ def test_reserved_units_never_exceed_the_plan_and_unused_ones_come_back_within_m
     assert not later[-1].allowed and later[-1].error_code == "quota_exceeded"
 
 
-def test_requests_admitted_from_a_reservation_report_the_remaining_count_truthfully():
-    limits = PlanLimits(plan_id=1, daily_quota=100_000)
-    subscription = next(_ids)
+def _one_after_another(subscription, limits, n):
+    """The decisions for n requests checked one at a time by one limiter."""
 
     async def scenario():
         client = FastRedis(settings.REDIS_URL)
         limiter = PlanLimiter(client)
-        decisions = [await limiter.check(subscription, limits) for _ in range(30)]
+        decisions = [await limiter.check(subscription, limits) for _ in range(n)]
         await limiter.close()
         await client.aclose()
         return decisions
 
-    remaining = [_headers(d)["ratelimit-remaining"] for d in run(scenario())]
+    return run(scenario())
+
+
+def test_requests_admitted_from_a_reservation_report_the_remaining_count_truthfully():
+    limits = PlanLimits(plan_id=1, daily_quota=100_000)
+    subscription = next(_ids)
+
+    remaining = [_headers(d)["ratelimit-remaining"] for d in _one_after_another(subscription, limits, 30)]
     assert remaining == [str(100_000 - n) for n in range(1, 31)]
 
 
@@ -305,15 +311,7 @@ def test_reserved_requests_report_every_policy_of_the_plan_as_redis_decided_ones
     limits = PlanLimits(plan_id=1, requests_per_minute=100_000, daily_quota=50_000)
     subscription = next(_ids)
 
-    async def scenario():
-        client = FastRedis(settings.REDIS_URL)
-        limiter = PlanLimiter(client)
-        decisions = [await limiter.check(subscription, limits) for _ in range(40)]
-        await limiter.close()
-        await client.aclose()
-        return decisions
-
-    decisions = run(scenario())
+    decisions = _one_after_another(subscription, limits, 40)
     to_midnight = 86400 - int(time.time()) % 86400
     for n, decision in enumerate(decisions, start=1):
         headers = _headers(decision)
