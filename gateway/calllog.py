@@ -144,7 +144,7 @@ class CallLogBuffer:
         batch_id = uuid.uuid4().hex
         # One encoder call for the whole batch; records are encoded one by one only to spool.
         if not await self._ship(batch_id, orjson.dumps(batch), len(batch)):
-            self._write_spool(self._spool_path, batch_id, [orjson.dumps(r) for r in batch])
+            self._write_spool(self._spool_path, batch_id, batch)
 
     async def _ship(self, batch_id: str, payload: bytes, count: int) -> bool:
         """One stream entry holding ``payload``, a JSON array of ``count`` records."""
@@ -171,11 +171,12 @@ class CallLogBuffer:
     def _spool_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            self._write_spool(self._spool_path, uuid.uuid4().hex, [orjson.dumps(r) for r in batch])
+            self._write_spool(self._spool_path, uuid.uuid4().hex, batch)
 
     @staticmethod
-    def _write_spool(path: Path, batch_id: str, encoded: list[bytes]) -> None:
-        line = orjson.dumps({"id": batch_id, "records": [e.decode() for e in encoded]})
+    def _write_spool(path: Path, batch_id: str, records: list[dict]) -> None:
+        # Each record is kept as its own JSON text, the spool's format since it began.
+        line = orjson.dumps({"id": batch_id, "records": [orjson.dumps(r).decode() for r in records]})
         with open(path, "ab") as spool:
             spool.write(line + b"\n")
 

@@ -41,7 +41,7 @@ def test_unknown_key_is_rejected_with_401(gateway, configure, upstream_a):
 
 
 def _use(gateway, config, times=6):
-    """Calls that succeed, on fresh connections so both workers verify (and remember) the key."""
+    """Calls that succeed, on fresh connections so that both workers have served the key."""
     for _ in range(times):
         answer = requests.get(f"{gateway.url}{config.base_path}/echo", headers={"X-API-Key": config.key}, timeout=2)
         assert answer.status_code == 200
