@@ -34,6 +34,7 @@ chromium:
 
 test: install chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The benchmark drives wrk against nginx (upstream and reference proxy) and the gateway.
@@ -47,6 +48,7 @@ bench: install bench-tools
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/ruff format --check .
 
 format: install

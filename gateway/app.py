@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from gateway.auth import AuthFailure, authenticate, key_from_query, presented_key
+from gateway.auth import AuthFailure, AuthFailureLimiter, authenticate, key_from_query, presented_key
 from gateway.cache import CachedResponse, ResponseCache
 from gateway.calllog import CallLogBuffer
 from gateway.errors import error_body, send_json
@@ -33,7 +33,7 @@ from gateway.httpclient import (
     UpstreamProtocolError,
     UpstreamStaleConnection,
 )
-from gateway.limits import AuthFailureLimiter, PlanLimiter
+from gateway.limits import PlanLimiter
 from gateway.redisconn import FastRedis
 from gateway.snapshot import EMPTY, Snapshot, build_snapshot
 from gateway.upstreams import Balancer, BalancerRegistry

@@ -1,0 +1,44 @@
+"""One gateway call, as the call log carries it: the schema shared by the gateway (which
+writes records, ``gateway/calllog.py``) and the ingester (which stores them,
+``analytics/ingest.py``). A field added here reaches both; ``CallLog`` has a column for
+each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class CallRecord:
+    request_id: str
+    time: float  # epoch seconds at the request's arrival
+    method: str
+    path: str
+    client_ip: str = ""
+    client_request_id: str | None = None  # the client's X-Request-ID, when it sent a sane one
+    api_id: int | None = None
+    version_id: int | None = None
+    tenant_id: int | None = None
+    application_id: int | None = None
+    key_prefix: str = ""
+    status: int = 0
+    latency_ms: float = 0.0
+    upstream_latency_ms: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    cache_hit: bool = False
+    error_code: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
+        """A record from its decoded JSON; unknown keys are ignored (a newer gateway may add
+        fields before the ingester knows them), missing required ones raise KeyError."""
+        return cls(**{name: data[name] for name in FIELD_NAMES if name in data})
+
+
+FIELD_NAMES = tuple(f.name for f in fields(CallRecord))
