@@ -261,7 +261,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["application__tenant"]
     search_fields = ["prefix", "name", "application__name"]
     # The secret hash is never shown; only the prefix identifies a key to a human.
-    fields = ["application", "name", "prefix", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    fields = ["application", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request):

@@ -14,7 +14,7 @@ from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput
 
 
-def _issue(application: Application, actor, *, name: str, scopes: list, expires_at, rotated_from=None):
+def _issue(application: Application, actor, *, name: str, expires_at, rotated_from=None):
     for _attempt in range(5):
         prefix = keyformat.new_prefix()
         secret = keyformat.new_secret(prefix)
@@ -25,7 +25,6 @@ def _issue(application: Application, actor, *, name: str, scopes: list, expires_
                     name=name,
                     prefix=prefix,
                     secret_hash=keyformat.hash_secret(secret),
-                    scopes=scopes,
                     expires_at=expires_at,
                     created_by=actor if getattr(actor, "pk", None) else None,
                     rotated_from=rotated_from,
@@ -42,7 +41,6 @@ def create_api_key(
     *,
     name: str = "",
     expires_at: datetime | None = None,
-    scopes: list | None = None,
 ) -> tuple[ApiKey, str]:
     """Issue a key. Returns the key and its secret; the secret is never retrievable again."""
     require_application(actor, application, Role.DEVELOPER)
@@ -51,7 +49,7 @@ def create_api_key(
     if len(name) > 80:
         raise InvalidInput("A key name has at most 80 characters.")
     with transaction.atomic():
-        key, secret = _issue(application, actor, name=name, scopes=list(scopes or []), expires_at=expires_at)
+        key, secret = _issue(application, actor, name=name, expires_at=expires_at)
         audit.record(actor, "key.created", key, tenant=application.tenant, prefix=key.prefix)
         publish_config_change(f"key {key.prefix} created")
     return key, secret
@@ -71,9 +69,7 @@ def rotate_api_key(key: ApiKey, actor, *, grace_seconds: int | None = None) -> t
             raise IllegalTransition("Only an active key can be rotated; this one is revoked or expired.")
         if hasattr(old, "rotated_to"):
             raise IllegalTransition(f"This key was already rotated to {old.rotated_to.prefix}.")
-        new, secret = _issue(
-            old.application, actor, name=old.name, scopes=old.scopes, expires_at=old.expires_at, rotated_from=old
-        )
+        new, secret = _issue(old.application, actor, name=old.name, expires_at=old.expires_at, rotated_from=old)
         if grace_seconds == 0:
             old.revoked_at = now
         else:
