@@ -9,6 +9,22 @@ base_path_validator = RegexValidator(
     "A base path starts with '/', has no trailing '/', and uses URL-safe characters only.",
 )
 
+# The gateway answers its own operations endpoints (healthz, readyz, metrics) under /_portico/.
+RESERVED_BASE_PATH_PREFIX = "/_portico"
+RESERVED_BASE_PATH_MESSAGE = (
+    "Base paths starting with /_portico (in any case) are reserved for the gateway's own endpoints "
+    "(health, readiness, metrics); choose another base path."
+)
+
+
+def is_reserved_base_path(path: str) -> bool:
+    return path.lower().startswith(RESERVED_BASE_PATH_PREFIX)
+
+
+def validate_base_path_not_reserved(value: str) -> None:
+    if is_reserved_base_path(value):
+        raise ValidationError(RESERVED_BASE_PATH_MESSAGE, code="reserved")
+
 
 class Visibility(models.TextChoices):
     PUBLIC = "public", "Public: every developer sees it"
@@ -65,7 +81,12 @@ class ApiVersion(models.Model):
 
     api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=40)
-    base_path = models.CharField(max_length=200, unique=True, validators=[base_path_validator])
+    base_path = models.CharField(
+        max_length=200,
+        unique=True,
+        validators=[base_path_validator, validate_base_path_not_reserved],
+        help_text="Where the gateway serves this version, e.g. /weather/v1. Paths under /_portico are reserved.",
+    )
     host = models.CharField(
         max_length=200, blank=True, help_text="Optional: only route requests whose Host header matches."
     )

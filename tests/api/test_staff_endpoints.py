@@ -111,3 +111,13 @@ def test_publishing_needs_an_enabled_upstream(staff, draft_version):
     url = f"/api/v1/versions/{draft_version.pk}/transition/"
     error = assert_error(client_for(staff).post(url, {"state": "published"}, format="json"), 400, "invalid_input")
     assert "upstream" in error["message"]
+
+
+def test_publishing_under_the_gateways_operations_namespace_is_refused(staff, draft_version):
+    # Saved without full_clean (as before the rule existed): the transition endpoint still refuses it.
+    ApiVersion.objects.filter(pk=draft_version.pk).update(base_path="/_Portico/weather")
+    url = f"/api/v1/versions/{draft_version.pk}/transition/"
+    error = assert_error(client_for(staff).post(url, {"state": "published"}, format="json"), 400, "invalid_input")
+    assert "/_portico" in error["message"] and "reserved" in error["message"]
+    draft_version.refresh_from_db()
+    assert draft_version.state == VersionState.DRAFT
