@@ -72,6 +72,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self.busy or self.complete:
+            # Bytes on an idle connection, or after the answer ended: whatever they are, they
+            # must never be read as the next request's answer.
+            self._discard()
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -91,8 +96,15 @@ class _Connection(asyncio.Protocol):
             else:
                 self._fail(UpstreamProtocolError("upstream closed the connection mid-answer"))
 
+    def _discard(self) -> None:
+        self.closed = True
+        self.keep_alive = False
+        if self.transport is not None:
+            self.transport.abort()
+
     def _fail(self, error: Exception) -> None:
         self.error = error
+        self.closed = True
         if self.transport is not None and error is not None and not self.busy:
             self.transport.abort()
             return
@@ -130,6 +142,13 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     # httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second answer in the same read as the first: the upstream is out of step
+            # with us. Stop parsing; the connection is discarded, the first answer stands.
+            self._discard()
+            raise UpstreamProtocolError("upstream sent more than one answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()

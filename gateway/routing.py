@@ -1,8 +1,65 @@
-"""Route lookup: longest base-path prefix on a segment boundary, optionally by Host."""
+"""Route lookup: the request path parsed once, then the longest base-path prefix on a
+segment boundary, optionally by Host.
+
+The path is decided once, here: routing matches the *decoded* segments, and the path sent
+upstream is the client's *raw* segments after the route's own, joined again. Both come
+from the same split, so percent-encoded letters cannot move the cut point, and a path that
+could mean something else to an upstream (a dot segment, an encoded slash or backslash, a
+NUL) is refused before it is routed, so the forwarded remainder can never leave the
+target's base path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from gateway.snapshot import Route
+
+# Encoded '/', '\' and NUL: an upstream decoding them would see other segments than we routed.
+_ENCODED_SEPARATOR = re.compile(rb"%(?:2f|5c|00)", re.IGNORECASE)
+# A segment that means "this" or "parent" once decoded (and, for servlet containers,
+# before a ';' path parameter: "..;x" is ".." to Tomcat).
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+class BadPath(ValueError):
+    """A request path the gateway refuses to route (answered 400 ``bad_path``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPath:
+    decoded: str  # what routing matches and the call log records
+    raw_segments: list[bytes]  # the client's segments as sent, split on '/' (the first is empty)
+
+
+def parse_request_path(raw_path: bytes) -> RequestPath:
+    """Split and check a request target's path; raise BadPath when it is not one to route."""
+    if not raw_path.startswith(b"/"):
+        raise BadPath("The request path must start with '/'.")
+    raw_segments = raw_path.split(b"/")
+    if b"%" not in raw_path and b"/." not in raw_path and b"\\" not in raw_path:
+        return RequestPath(raw_path.decode("latin-1"), raw_segments)  # the common case: nothing to decode
+    if b"\\" in raw_path or _ENCODED_SEPARATOR.search(raw_path):
+        raise BadPath("Encoded slashes, backslashes and NUL are not allowed in the path.")
+    decoded = []
+    for raw in raw_segments:
+        segment = unquote(raw.decode("latin-1"), errors="replace") if b"%" in raw else raw.decode("latin-1")
+        if segment in _DOT_SEGMENTS or segment.split(";", 1)[0] in _DOT_SEGMENTS:
+            raise BadPath("Dot segments ('.', '..') are not allowed in the path.")
+        decoded.append(segment)
+    return RequestPath("/".join(decoded), raw_segments)
+
+
+def forwarded_remainder(path: RequestPath, route: Route) -> bytes:
+    """The raw path after the route's base path, by segments: what goes after the target's
+    own path. Always starts with '/'."""
+    rest = path.raw_segments[route.base_path.count("/") + 1 :]
+    return b"/" + b"/".join(rest) if rest else b"/"
 
 
 class RouteTable:
@@ -14,8 +71,8 @@ class RouteTable:
 
     __slots__ = ("_by_path", "_depths")
 
-    def __init__(self, routes: Iterable):
-        by_path: dict[str, list] = {}
+    def __init__(self, routes: Iterable[Route]):
+        by_path: dict[str, list[Route]] = {}
         for route in routes:
             by_path.setdefault(route.base_path, []).append(route)
         # Host-specific routes first so they win over host-less ones on the same path.
@@ -25,12 +82,12 @@ class RouteTable:
     def __len__(self) -> int:
         return sum(len(rs) for rs in self._by_path.values())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Route]:
         for routes in self._by_path.values():
             yield from routes
 
-    def match(self, path: str, host: str = ""):
-        """Return (route, remaining path) or (None, None)."""
+    def match(self, path: str, host: str = "") -> tuple[Route, str] | tuple[None, None]:
+        """Return (route, remaining decoded path) or (None, None)."""
         if not self._by_path:
             return None, None
         segments = path.split("/")

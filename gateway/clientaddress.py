@@ -1,0 +1,57 @@
+"""Who the client is, by address: the TCP peer, or, behind a trusted proxy, the address
+that proxy reports in ``X-Forwarded-For``.
+
+An untrusted peer's ``X-Forwarded-For`` is a claim anyone can make, so it is neither
+believed nor passed on: the upstream then sees only the peer. Behind trusted proxies the
+client is the rightmost address in the chain that is not itself a trusted proxy (the
+leftmost ones were written by whoever connected first, and can be anything).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from gateway.settings import Network
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddress:
+    ip: str  # keys the failed-key limiter; recorded in the call log
+    forwarded_for: bytes  # the X-Forwarded-For value sent upstream
+
+
+class ClientAddressResolver:
+    def __init__(self, trusted_proxies: tuple[Network, ...]):
+        self._trusted = trusted_proxies
+        self._verdicts: dict[str, bool] = {}  # peer address -> trusted; peers are few
+
+    def _is_trusted(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                return False
+            verdict = any(ip in network for network in self._trusted)
+            if len(self._verdicts) > 10_000:  # a chain's addresses are the client's to choose
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
+
+    def resolve(self, peer: str, x_forwarded_for: bytes | None) -> ClientAddress:
+        if not self._trusted or not self._is_trusted(peer):
+            return ClientAddress(peer, peer.encode())
+        if not x_forwarded_for:
+            return ClientAddress(peer, peer.encode())
+        chain = [hop.strip() for hop in x_forwarded_for.decode("latin-1").split(",")]
+        client = peer
+        for hop in reversed(chain):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break  # garbage in the chain: believe nothing to its left
+            client = hop
+            if not self._is_trusted(hop):
+                break
+        return ClientAddress(client, x_forwarded_for + b", " + peer.encode())
