@@ -1,6 +1,7 @@
 """A real HTTP upstream for gateway tests: ``python -m tests.gateway.upstream_app PORT NAME``.
 
-Routes (any method): /echo (JSON of what arrived), /slow?ms=N, /sse?n=N&interval_ms=M,
+Routes (any method): /echo (JSON of what arrived: ``headers`` as a dict, ``header_list`` with
+every raw pair in order, repeats kept, ``raw_path`` as it was on the wire), /slow?ms=N, /sse?n=N&interval_ms=M,
 /cache?cc=<Cache-Control>, /status/<code>, /count (how many requests this server saw).
 """
 
@@ -21,6 +22,10 @@ async def echo(request: web.Request) -> web.Response:
             "method": request.method,
             "path": request.path_qs,
             "headers": dict(request.headers),
+            # dict() keeps one value per name: duplicates (a smuggled second Host, an identity
+            # header sent twice) only show here.
+            "header_list": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in request.raw_headers],
+            "raw_path": request.raw_path,
             "body_bytes": len(body),
             # Which gateway connection carried it: tells whether connections are reused.
             "peer_port": request.transport.get_extra_info("peername")[1],
