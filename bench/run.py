@@ -1,4 +1,4 @@
-"""Benchmark the gateway against direct calls and an nginx proxy on the same upstream.
+"""Benchmark the gateway against direct calls and nginx proxies on the same upstream.
 
 ``make bench`` (or ``python -m bench.run``). Everything runs on loopback, on this machine,
 in one run, so the figures that matter are the ratios between rows, not the absolutes.
@@ -22,6 +22,85 @@ TARGET_RATIO = 0.30
 TARGET_ADDED_P99_MS = 3.0
 
 
+def reference_name(workers: int) -> str:
+    return f"nginx-{workers}w"
+
+
+def reference_workers(gateway_workers: int) -> list[int]:
+    """The nginx references: 1 worker (the one DESIGN.md measured against) and, when the gateway
+    has more, as many workers as the gateway."""
+    return sorted({1, gateway_workers})
+
+
+def ratios_by_round(rounds: dict, name: str, reference: str) -> list[float]:
+    """``name``'s requests/s over ``reference``'s in each round (the two measured seconds apart)."""
+    return [a["rps"] / b["rps"] for a, b in zip(rounds[name], rounds[reference], strict=True)]
+
+
+def summarise(results: dict, *, gateway_workers: int, rate: int) -> dict:
+    throughput, fixed = results["throughput"], results["fixed_rate"]
+    portico_rps = throughput["portico"]["rps"]
+    versus_nginx = {}
+    for workers in reference_workers(gateway_workers):
+        name = reference_name(workers)
+        if name in throughput:
+            by_round = ratios_by_round(results["rounds"], "portico", name)
+            versus_nginx[name] = {
+                "workers": workers,
+                "median": round(statistics.median(by_round), 3),
+                "by_round": [round(r, 3) for r in by_round],
+            }
+    return {
+        "portico_over_nginx_rps": versus_nginx,
+        "portico_over_direct_rps": round(portico_rps / throughput["direct"]["rps"], 3),
+        "portico_over_bare_asgi_rps": round(portico_rps / throughput["bare-asgi"]["rps"], 3),
+        "added_p50_ms_at_rate": round(fixed["portico"]["p50_ms"] - fixed["direct"]["p50_ms"], 3),
+        "added_p99_ms_at_rate": round(fixed["portico"]["p99_ms"] - fixed["direct"]["p99_ms"], 3),
+        "rate": rate,
+        "gateway_workers": gateway_workers,
+        "targets": {"portico_over_nginx_rps": TARGET_RATIO, "added_p99_ms_at_rate": TARGET_ADDED_P99_MS},
+    }
+
+
+def report(results: dict, summary: dict, *, connections: int, rounds: int, seconds: int, rate_seconds: float) -> str:
+    throughput, fixed = results["throughput"], results["fixed_rate"]
+    references = list(summary["portico_over_nginx_rps"])
+    workers = summary["gateway_workers"]
+    lines = [
+        f"wrk, {connections} connections, {rounds} rounds of {seconds}s per target (medians), "
+        f"gateway workers: {workers}" + (", nginx-Nw: the nginx proxy with N workers" if references else ""),
+        f"{'target':<10}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}"
+        + "".join(f"{'x ' + name:>12}" for name in references or ["nginx"]),
+    ]
+    for name, row in throughput.items():
+        versus = [f"{row['rps'] / throughput[ref]['rps']:.2f}" for ref in references] or ["-"]
+        lines.append(
+            f"{name:<10}{row['rps']:>12,.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['non_2xx']:>10}"
+            + "".join(f"{v:>12}" for v in versus)
+        )
+    lines += ["", f"fixed rate {summary['rate']} req/s for {rate_seconds:.0f}s (latency from the scheduled send time)"]
+    for name, row in fixed.items():
+        lines.append(f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms")
+    lines.append("")
+    if not references:
+        lines.append(f"Portico / nginx requests/s: no nginx reference   (target >= {TARGET_RATIO:.2f}x: not measured)")
+    for name, ratio in summary["portico_over_nginx_rps"].items():
+        verdict = "PASS" if ratio["median"] >= TARGET_RATIO else "FAIL"
+        by_round = ", ".join(f"{r:.2f}" for r in ratio["by_round"])
+        lines.append(
+            f"Portico / {name} requests/s: {ratio['median']:.2f}x, median of rounds {by_round}   "
+            f"(target >= {TARGET_RATIO:.2f}x: {verdict})"
+        )
+    lines.append(f"Portico / bare ASGI requests/s: {summary['portico_over_bare_asgi_rps']:.2f}x   (no target)")
+    added_p50, added_p99 = summary["added_p50_ms_at_rate"], summary["added_p99_ms_at_rate"]
+    verdict = "PASS" if added_p99 <= TARGET_ADDED_P99_MS else "FAIL"
+    lines.append(
+        f"added latency at {summary['rate']} req/s: p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms "
+        f"(target p99 <= {TARGET_ADDED_P99_MS:.0f} ms: {verdict})"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per target and round")
@@ -31,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=1000, help="requests/s of the fixed-rate latency run")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(), help="gateway workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=multiprocessing.cpu_count(),
+        help="gateway workers, and those of the second nginx reference",
+    )
     parser.add_argument("--out", default="var/bench/results.json")
     options = parser.parse_args(argv)
 
@@ -39,15 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         print("The benchmark needs wrk: apt-get install wrk nginx-light (make bench does it as root).")
         return 2
     if not servers.nginx_binary():
-        print("nginx is missing: the upstream is a bare ASGI app and there is no nginx reference row.")
+        print("nginx is missing: the upstream is a bare ASGI app and there are no nginx reference rows.")
 
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
     try:
         _upstream, upstream_url = servers.start_upstream(workdir)
         targets = {"direct": (upstream_url + "/bench/x", {})}
         if servers.nginx_binary():
-            _proxy, proxy_url = servers.start_reference_proxy(workdir, upstream_url)
-            targets["nginx"] = (proxy_url + "/bench/x", {})
+            # Same upstream, same keep-alive pool: one worker, and as many workers as the gateway.
+            for workers in reference_workers(options.workers):
+                _proxy, proxy_url = servers.start_reference_proxy(workdir, upstream_url, workers=workers)
+                targets[reference_name(workers)] = (proxy_url + "/bench/x", {})
         # No proxying, no policy: what Python ASGI under the same workers serves at most here.
         _bare, bare_url = servers.start_asgi(workdir, "bare-asgi", workers=options.workers)
         targets["bare-asgi"] = (bare_url + "/bench/x", {})
@@ -79,59 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     servers.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    throughput, fixed = results["throughput"], results["fixed_rate"]
-    portico_rps = throughput["portico"]["rps"]
-    round_ratios = (
-        [p["rps"] / n["rps"] for p, n in zip(results["rounds"]["portico"], results["rounds"]["nginx"], strict=True)]
-        if "nginx" in throughput
-        else []
-    )
-    ratio = statistics.median(round_ratios) if round_ratios else None
-    added_p50 = fixed["portico"]["p50_ms"] - fixed["direct"]["p50_ms"]
-    added_p99 = fixed["portico"]["p99_ms"] - fixed["direct"]["p99_ms"]
-    results["summary"] = {
-        "portico_over_nginx_rps": round(ratio, 3) if ratio is not None else None,
-        "portico_over_nginx_rps_by_round": [round(r, 3) for r in round_ratios],
-        "portico_over_direct_rps": round(portico_rps / throughput["direct"]["rps"], 3),
-        "portico_over_bare_asgi_rps": round(portico_rps / throughput["bare-asgi"]["rps"], 3),
-        "added_p50_ms_at_rate": round(added_p50, 3),
-        "added_p99_ms_at_rate": round(added_p99, 3),
-        "rate": options.rate,
-        "gateway_workers": options.workers,
-        "targets": {"portico_over_nginx_rps": TARGET_RATIO, "added_p99_ms_at_rate": TARGET_ADDED_P99_MS},
-    }
-
+    results["summary"] = summarise(results, gateway_workers=options.workers, rate=options.rate)
     print()
     print(
-        f"wrk, {options.connections} connections, {options.rounds} rounds of {options.seconds}s per target "
-        f"(medians), gateway workers: {options.workers}"
-    )
-    print(f"{'target':<10}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'x nginx':>10}")
-    for name, row in throughput.items():
-        versus = f"{row['rps'] / throughput['nginx']['rps']:.2f}" if "nginx" in throughput else "-"
-        print(
-            f"{name:<10}{row['rps']:>12,.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['non_2xx']:>10}"
-            f"{versus:>10}"
+        report(
+            results,
+            results["summary"],
+            connections=options.connections,
+            rounds=options.rounds,
+            seconds=options.seconds,
+            rate_seconds=options.rate_seconds,
         )
-    print()
-    print(f"fixed rate {options.rate} req/s for {options.rate_seconds:.0f}s (latency from the scheduled send time)")
-    for name, row in fixed.items():
-        print(f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms")
-    print()
-    if ratio is None:
-        print(f"Portico / nginx requests/s: no nginx reference   (target >= {TARGET_RATIO:.2f}x: not measured)")
-    else:
-        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-        by_round = ", ".join(f"{r:.2f}" for r in round_ratios)
-        print(
-            f"Portico / nginx requests/s: {ratio:.2f}x, median of rounds {by_round}   "
-            f"(target >= {TARGET_RATIO:.2f}x: {verdict})"
-        )
-    print(f"Portico / bare ASGI requests/s: {portico_rps / throughput['bare-asgi']['rps']:.2f}x   (no target)")
-    verdict = "PASS" if added_p99 <= TARGET_ADDED_P99_MS else "FAIL"
-    print(
-        f"added latency at {options.rate} req/s: p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms "
-        f"(target p99 <= {TARGET_ADDED_P99_MS:.0f} ms: {verdict})"
     )
     out = Path(options.out)
     out.parent.mkdir(parents=True, exist_ok=True)

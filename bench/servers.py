@@ -1,4 +1,4 @@
-"""The processes a benchmark run needs: an nginx upstream, an nginx reference proxy, and
+"""The processes a benchmark run needs: an nginx upstream, nginx reference proxies, and
 Portico's gateway with full policy against a throwaway database and Redis."""
 
 from __future__ import annotations
@@ -114,10 +114,13 @@ def start_asgi(workdir: Path, name: str, workers: int) -> tuple[subprocess.Popen
     return process, url
 
 
-def start_reference_proxy(workdir: Path, upstream_url: str) -> tuple[subprocess.Popen, str]:
+def start_reference_proxy(workdir: Path, upstream_url: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """nginx proxying to the upstream through a keep-alive pool (64 idle connections per worker)."""
     port = embedded_redis.free_port()
     upstream_port = int(upstream_url.rsplit(":", 1)[1])
-    process = start_nginx(workdir / "proxy", PROXY_BODY.format(port=port, upstream_port=upstream_port))
+    process = start_nginx(
+        workdir / f"proxy-{workers}w", PROXY_BODY.format(port=port, upstream_port=upstream_port), workers=workers
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/")
     return process, url
