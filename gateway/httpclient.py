@@ -13,12 +13,15 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import TypeAlias, cast
 
 import httptools
 
 from gateway import metrics
 
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket when this much is unread
+
+PoolKey: TypeAlias = tuple[str, str, int]  # (scheme, host, port)
 
 
 class UpstreamConnectError(Exception):
@@ -40,7 +43,9 @@ class UpstreamProtocolError(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool_key, loop: asyncio.AbstractEventLoop, drop_headers: frozenset = frozenset()):
+    def __init__(
+        self, pool_key: PoolKey, loop: asyncio.AbstractEventLoop, drop_headers: frozenset[bytes] = frozenset()
+    ) -> None:
         self.pool_key = pool_key
         self.loop = loop
         self.drop_headers = drop_headers
@@ -56,20 +61,20 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.status = 0
-        self.headers_done: asyncio.Future | None = self.loop.create_future()
+        self.headers_done: asyncio.Future[None] = self.loop.create_future()
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.complete = False
         self.keep_alive = False
         self.got_bytes = False
-        self.reader_waiting: asyncio.Future | None = None
+        self.reader_waiting: asyncio.Future[None] | None = None
         self.paused = False
         self.error: Exception | None = None
 
     # asyncio.Protocol --------------------------------------------------------------------
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport
 
     def data_received(self, data: bytes) -> None:
         if not self.busy or self.complete:
@@ -85,7 +90,7 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._fail(UpstreamProtocolError(f"invalid HTTP from upstream: {error}"))
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.head_timer is not None:
             self.head_timer.cancel()
@@ -170,6 +175,7 @@ class _Connection(asyncio.Protocol):
         self.buffered += len(body)
         if self.buffered > READ_HIGH_WATER and not self.paused:
             self.paused = True
+            assert self.transport is not None  # set by connection_made, before any request
             self.transport.pause_reading()
         self._wake_reader()
 
@@ -201,6 +207,7 @@ class UpstreamResponse:
                 conn.buffered -= len(chunk)
                 if conn.paused and conn.buffered < READ_HIGH_WATER // 2:
                     conn.paused = False
+                    assert conn.transport is not None
                     conn.transport.resume_reading()
                 yield chunk
                 continue
@@ -239,9 +246,9 @@ class UpstreamPool:
     are parsed (a proxy's hop-by-hop headers), which is cheaper than filtering them after.
     """
 
-    def __init__(self, *, max_idle_per_host: int = 256, drop_response_headers: frozenset = frozenset()):
+    def __init__(self, *, max_idle_per_host: int = 256, drop_response_headers: frozenset[bytes] = frozenset()) -> None:
         self._drop_headers = frozenset(drop_response_headers)
-        self._idle: dict[tuple, list[_Connection]] = {}
+        self._idle: dict[PoolKey, list[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._ssl = ssl.create_default_context()
 
@@ -256,7 +263,7 @@ class UpstreamPool:
         if conn.transport is not None:
             conn.transport.close()
 
-    async def _connect(self, key, timeout: float) -> _Connection:
+    async def _connect(self, key: PoolKey, timeout: float) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         try:
@@ -278,7 +285,7 @@ class UpstreamPool:
 
     async def request(
         self,
-        key: tuple,
+        key: PoolKey,
         head: bytes,
         body: AsyncIterator[bytes] | None,
         *,
@@ -319,19 +326,30 @@ class UpstreamPool:
         conn = await self._connect(key, min(connect_timeout, remaining))
         return await self._exchange(conn, head, body, chunked, head_request, read_timeout, deadline)
 
-    async def _exchange(self, conn, head, body, chunked, head_request, read_timeout, deadline) -> UpstreamResponse:
+    async def _exchange(
+        self,
+        conn: _Connection,
+        head: bytes,
+        body: AsyncIterator[bytes] | None,
+        chunked: bool,
+        head_request: bool,
+        read_timeout: float,
+        deadline: float,
+    ) -> UpstreamResponse:
         loop = conn.loop
         conn.head_request = head_request
         conn.busy = True
         try:
-            conn.transport.write(head)
+            transport = conn.transport
+            assert transport is not None  # set by connection_made, never unset
+            transport.write(head)
             if body is not None:
                 async for chunk in body:
                     if conn.closed:
                         raise conn.error or UpstreamConnectError("upstream closed the connection")
-                    conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                 if chunked:
-                    conn.transport.write(b"0\r\n\r\n")
+                    transport.write(b"0\r\n\r\n")
             if not conn.headers_done.done():
                 conn.watch_head(loop.time() + min(read_timeout, deadline - loop.time()))
                 await conn.headers_done

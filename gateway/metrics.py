@@ -34,7 +34,7 @@ UPSTREAM_ERRORS = Counter("portico_gateway_upstream_errors_total", "Upstream fai
 def render() -> tuple[bytes, bytes]:
     flush()  # this worker's latest; the others' are at most FLUSH_SECONDS old
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST.encode()
 
 

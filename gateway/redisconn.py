@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any, TypeAlias, cast
 from urllib.parse import urlparse
 
 import hiredis
@@ -18,8 +19,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+# What a command argument may be; anything else than bytes or str is sent as str(arg).
+Arg: TypeAlias = bytes | str | int | float
 
-def _encode(args: tuple) -> bytes:
+
+def _encode(args: tuple[Arg, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, bytes):
@@ -33,10 +37,10 @@ def _encode(args: tuple) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiters: deque[asyncio.Future] = deque()
+        self.waiters: deque[asyncio.Future[Any]] = deque()
         self.deadlines: deque[float] = deque()  # one per waiter, in the same order
         self.outgoing: list[bytes] = []
         self.flush_scheduled = False
@@ -44,7 +48,7 @@ class _Protocol(asyncio.Protocol):
         self.timeout = timeout
         self.watchdog: asyncio.TimerHandle | None = None
 
-    def expect_reply(self, waiter: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+    def expect_reply(self, waiter: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.waiters.append(waiter)
         self.deadlines.append(loop.time() + self.timeout)
         if self.watchdog is None:
@@ -64,6 +68,7 @@ class _Protocol(asyncio.Protocol):
         # next command opens a new connection.
         self.closed = True
         self._fail_all(RedisTimeoutError("Redis did not answer in time"))
+        assert self.transport is not None  # set by connection_made, before any command
         self.transport.abort()
 
     def _fail_all(self, error: Exception) -> None:
@@ -76,11 +81,12 @@ class _Protocol(asyncio.Protocol):
     def flush(self) -> None:
         self.flush_scheduled = False
         if self.outgoing and not self.closed:
+            assert self.transport is not None
             self.transport.write(b"".join(self.outgoing))
         self.outgoing.clear()
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport
         self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
@@ -97,7 +103,7 @@ class _Protocol(asyncio.Protocol):
             else:
                 waiter.set_result(reply)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.watchdog is not None:
             self.watchdog.cancel()
@@ -108,7 +114,7 @@ class _Protocol(asyncio.Protocol):
 class FastRedis:
     """The handful of commands the gateway needs, over one multiplexed connection."""
 
-    def __init__(self, url: str, *, timeout: float = 1.0, connect_timeout: float = 0.5):
+    def __init__(self, url: str, *, timeout: float = 1.0, connect_timeout: float = 0.5) -> None:
         parsed = urlparse(url)
         self.host = parsed.hostname or "127.0.0.1"
         self.port = parsed.port or 6379
@@ -117,7 +123,7 @@ class FastRedis:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Future | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -127,7 +133,7 @@ class FastRedis:
             )
         except (OSError, TimeoutError) as error:
             raise RedisConnectionError(f"cannot reach Redis at {self.host}:{self.port}: {error}") from error
-        setup = []
+        setup: list[tuple[Arg, ...]] = []
         if self.password:
             setup.append(("AUTH", self.password))
         if self.db:
@@ -135,6 +141,7 @@ class FastRedis:
         for command in setup:
             waiter = loop.create_future()
             protocol.expect_reply(waiter, loop)
+            assert protocol.transport is not None
             protocol.transport.write(_encode(command))
             await waiter
         return protocol
@@ -151,7 +158,7 @@ class FastRedis:
             self._connecting = None
         return self._protocol
 
-    async def execute(self, *args):
+    async def execute(self, *args: Arg) -> Any:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connection()
@@ -165,24 +172,30 @@ class FastRedis:
             loop.call_soon(protocol.flush)
         return await waiter  # the protocol's watchdog fails it if Redis is too slow
 
-    async def evalsha(self, sha: str, numkeys: int, *args):
+    async def evalsha(self, sha: str, numkeys: int, *args: Arg) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *args)
 
     async def script_load(self, script: str) -> str:
-        sha = await self.execute("SCRIPT", "LOAD", script)
+        sha: bytes | str = await self.execute("SCRIPT", "LOAD", script)
         return sha.decode() if isinstance(sha, bytes) else sha
 
-    async def get(self, key: str):
-        return await self.execute("GET", key)
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self.execute("GET", key)
+        return value
 
-    async def set(self, key: str, value, ex: int | None = None):
-        return await self.execute("SET", key, value, "EX", ex) if ex else await self.execute("SET", key, value)
+    async def set(self, key: str, value: Arg, ex: int | None = None) -> bytes | None:
+        reply: bytes | None = (
+            await self.execute("SET", key, value, "EX", ex) if ex else await self.execute("SET", key, value)
+        )
+        return reply
 
     async def incr(self, key: str) -> int:
-        return await self.execute("INCR", key)
+        count: int = await self.execute("INCR", key)
+        return count
 
-    async def expire(self, key: str, seconds: int):
-        return await self.execute("EXPIRE", key, seconds)
+    async def expire(self, key: str, seconds: int) -> int:
+        applied: int = await self.execute("EXPIRE", key, seconds)
+        return applied
 
     async def ping(self) -> bool:
         return await self.execute("PING") in (b"PONG", "PONG")

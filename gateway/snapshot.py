@@ -10,17 +10,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway.limits import PlanLimits
 from gateway.routing import RouteTable
+
+if TYPE_CHECKING:
+    from portal.models import ApiVersion
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     url: str  # base URL without trailing slash
     weight: int
-    pool_key: tuple = ()  # (scheme, host, port) for the connection pool
+    pool_key: tuple[str, str, int]  # (scheme, host, port) for the connection pool
     path_prefix: bytes = b""  # the target URL's own path, prepended to the forwarded path
     host_header: bytes = b""
 
@@ -29,9 +33,10 @@ class Target:
         parsed = urlsplit(url.rstrip("/"))
         scheme = parsed.scheme or "http"
         port = parsed.port or (443 if scheme == "https" else 80)
+        host = parsed.hostname or ""  # never empty: target URLs are validated as http(s) URLs
         default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-        host_header = parsed.hostname if default_port else f"{parsed.hostname}:{port}"
-        return cls(url.rstrip("/"), weight, (scheme, parsed.hostname, port), parsed.path.encode(), host_header.encode())
+        host_header = host if default_port else f"{host}:{port}"
+        return cls(url.rstrip("/"), weight, (scheme, host, port), parsed.path.encode(), host_header.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +100,10 @@ def _setup_django() -> None:
     django.setup()
 
 
-def _deprecation_headers(version, portal_url: str) -> tuple[tuple[bytes, bytes], ...]:
+def _deprecation_headers(version: ApiVersion, portal_url: str) -> tuple[tuple[bytes, bytes], ...]:
     if version.state != "deprecated":
         return ()
-    headers = []
+    headers: list[tuple[bytes, bytes]] = []
     if version.deprecated_at:
         # RFC 9745: Deprecation is a structured-field date, '@' + epoch seconds.
         headers.append((b"deprecation", f"@{int(version.deprecated_at.timestamp())}".encode()))

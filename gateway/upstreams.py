@@ -4,6 +4,11 @@ health checks that eject a failing target for a cool-down."""
 from __future__ import annotations
 
 import time
+from collections.abc import Container
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.snapshot import Route, Target
 
 EJECT_AFTER_CONNECT_FAILURES = 1  # a refused connection is a clear signal
 EJECT_AFTER_5XX = 5  # a 5xx may be the request's fault; wait for a run of them
@@ -22,7 +27,7 @@ class TargetState:
         "ejected_until",
     )
 
-    def __init__(self, target):
+    def __init__(self, target: Target) -> None:
         self.target = target  # the snapshot's Target: URL parts for the connection pool
         self.url = target.url
         self.weight = target.weight
@@ -41,11 +46,11 @@ class Balancer:
 
     __slots__ = ("targets", "least_connections")
 
-    def __init__(self, targets: list[TargetState], least_connections: bool):
+    def __init__(self, targets: list[TargetState], least_connections: bool) -> None:
         self.targets = targets
         self.least_connections = least_connections
 
-    def pick(self, exclude: list | tuple = ()) -> TargetState | None:
+    def pick(self, exclude: Container[str] = ()) -> TargetState | None:
         targets = self.targets
         if len(targets) == 1:  # most APIs have one target: healthy or not (panic mode), it is the one
             only = targets[0]
@@ -63,12 +68,13 @@ class Balancer:
             return min(candidates, key=lambda t: (t.active / t.weight, -t.weight))
         # nginx's smooth weighted round-robin: even spread, exact proportions.
         total = 0
-        best = None
+        best: TargetState | None = None
         for target in candidates:
             target.current += target.weight
             total += target.weight
             if best is None or target.current > best.current:
                 best = target
+        assert best is not None  # candidates is not empty
         best.current -= total
         return best
 
@@ -105,15 +111,16 @@ class Balancer:
 class BalancerRegistry:
     """One balancer per API version, rebuilt only when that version's targets change."""
 
-    def __init__(self):
-        self._by_version: dict[int, tuple[tuple, Balancer]] = {}
+    def __init__(self) -> None:
+        # version id -> ((targets, load_balancing), balancer)
+        self._by_version: dict[int, tuple[tuple[tuple[Target, ...], str], Balancer]] = {}
 
     def forget_others(self, version_ids: set[int]) -> None:
         """Drop balancers of versions no longer routed (after a config reload)."""
         for version_id in [v for v in self._by_version if v not in version_ids]:
             del self._by_version[version_id]
 
-    def for_route(self, route) -> Balancer:
+    def for_route(self, route: Route) -> Balancer:
         entry = self._by_version.get(route.version_id)
         # Identity first: comparing the target dataclasses on every request showed in profiles.
         if entry is not None and entry[0][0] is route.targets and entry[0][1] == route.load_balancing:

@@ -5,13 +5,15 @@ duplicate the upstream's; Date is set once, by uvicorn.
 
 from __future__ import annotations
 
+from typing import Any
+
 from uvicorn.workers import UvicornWorker
 
 from gateway.server import GatewayHttpProtocol
 
 
 class GatewayWorker(UvicornWorker):
-    CONFIG_KWARGS = {
+    CONFIG_KWARGS: dict[str, Any] = {
         "loop": "uvloop",
         "http": GatewayHttpProtocol,
         "server_header": False,
