@@ -6,6 +6,10 @@ all of them admit it, so bursts never overshoot and rejected requests cost the c
 nothing (the complaints against Kong #5311 and Tyk #1876). The counters are shared by every
 worker and node (Tyk #1244). Each policy is reported as itself in the headers of
 draft-ietf-httpapi-ratelimit-headers-11 (Tyk #2261).
+
+While Redis is away each worker decides alone (``_LocalLimiter``, the Lua below rewritten
+in Python): rates per worker (or 503 when ``limits_on_redis_failure`` is "closed"), quotas
+only within this worker's share of what Redis last said was left (see ``PlanLimiter``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import asyncio
 import calendar
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.redisconn import FastRedis
+from gateway.settings import gateway_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,10 @@ ALLOW_UNLIMITED = LimitDecision(True, [])
 # The decision for this request is the same whatever is wanted; extra units are granted only
 # from what every policy has to spare after it.
 # Returns {admitted(0/1), refused policy index (1-based, 0 = none), wait_ms, units granted,
-# then per policy: remaining, reset_ms}.
+# then per policy: remaining, reset_ms} (Redis truncates each number to an integer).
+#
+# _LocalLimiter.run below is this script in Python, line for line and with the same names:
+# change one, change the other (tests/test_local_limiter_matches_lua.py holds them equal).
 LIMIT_SCRIPT = """
 local now = tonumber(ARGV[1])
 local nrate = tonumber(ARGV[2])
@@ -127,7 +137,7 @@ return out
 
 # Gives unused reserved units back: the same KEYS and ARGV layout, ARGV[3] = units.
 # A rate's theoretical arrival time moves back by their intervals; a quota counter goes down
-# (only while its window's key still exists).
+# (only while its window's key still exists). Mirrored by _LocalLimiter.give_back.
 RETURN_SCRIPT = """
 local now = tonumber(ARGV[1])
 local nrate = tonumber(ARGV[2])
@@ -154,6 +164,115 @@ return units
 """
 
 
+class _LocalLimiter:
+    """LIMIT_SCRIPT and RETURN_SCRIPT in Python over this process's memory: the per-worker
+    stand-in while Redis is away. ``state`` holds what the script's keys hold in Redis (a
+    rate's theoretical arrival time, a quota's used count; a missing key is 0 / now, as in
+    Redis). Only ``PlanLimiter`` decides which keys may be used here and seeds the quotas'
+    counts from Redis's answers (its share rule); this class only mirrors the scripts.
+
+    Lua arrays are 1-based; the lists here hold policy i at index i - 1. Lua numbers in the
+    reply become integers truncated toward zero, as ``int()`` does."""
+
+    # Kept small: a full table is cleared, which only makes quotas fail closed until Redis answers.
+    MAX_KEYS = 200_000
+
+    def __init__(self) -> None:
+        self.state: dict[str, float] = {}
+
+    def run(self, keys: list[str], args: list[int]) -> list[int]:
+        """LIMIT_SCRIPT, same names, same steps."""
+        state = self.state
+        now = float(args[0])
+        nrate = int(args[1])
+        extra = int(args[2]) - 1
+        refused = 0
+        wait = 0.0
+        writes: dict[int, tuple[str, float, float]] = {}
+        if_counted: list[float] = []
+        if_refused: list[float] = []
+        resets: list[float] = []
+        a = 3  # ARGV[4]
+        for i, key in enumerate(keys, start=1):
+            if i <= nrate:
+                period, limit = float(args[a]), float(args[a + 1])
+                a += 2
+                interval = period / limit
+                tat = state.get(key, now)
+                if tat < now:
+                    tat = now
+                new_tat = tat + interval
+                if_refused.append(math.floor((period - (tat - now)) / interval))
+                if new_tat - period > now:
+                    if refused == 0:
+                        refused, wait = i, new_tat - period - now
+                    if_counted.append(0)
+                    resets.append(math.ceil(tat - now))
+                else:
+                    writes[i] = ("rate", new_tat, interval)
+                    if_counted.append(math.floor((period - (new_tat - now)) / interval))
+                    resets.append(math.ceil(new_tat - now))
+            else:
+                limit, expire_at = float(args[a]), float(args[a + 1])
+                a += 2
+                used = state.get(key, 0)
+                if_refused.append(limit - used)
+                if used >= limit:
+                    if refused == 0:
+                        refused, wait = i, expire_at * 1000 - now
+                    if_counted.append(0)
+                else:
+                    writes[i] = ("quota", expire_at, 0.0)
+                    if_counted.append(limit - used - 1)
+                resets.append(expire_at * 1000 - now)
+        if refused != 0:
+            extra = 0
+        for counted in if_counted:
+            if counted < extra:
+                extra = int(counted)
+        out = [1 if refused == 0 else 0, refused, int(wait), 1 + extra if refused == 0 else 0]
+        for i in range(len(keys)):
+            # A refused request is not counted, so every policy reports what it had before it.
+            if refused == 0:
+                out.append(int(if_counted[i] - extra))
+                if writes[i + 1][0] == "rate":
+                    resets[i] = resets[i] + math.ceil(extra * writes[i + 1][2])
+            else:
+                out.append(int(if_refused[i]))
+            out.append(int(resets[i]))
+        if refused == 0:
+            for i, w in writes.items():
+                if w[0] == "rate":
+                    state[keys[i - 1]] = w[1] + extra * w[2]  # SET ... PX: expiry is Redis's concern
+                else:
+                    state[keys[i - 1]] = state.get(keys[i - 1], 0) + 1 + extra  # INCRBY
+            if len(state) > self.MAX_KEYS:  # an outage should not grow memory without bound
+                state.clear()
+        return out
+
+    def give_back(self, keys: list[str], args: list[int]) -> int:
+        """RETURN_SCRIPT, same names, same steps."""
+        state = self.state
+        now = float(args[0])
+        nrate = int(args[1])
+        units = int(args[2])
+        a = 3  # ARGV[4]
+        for i, key in enumerate(keys, start=1):
+            if i <= nrate:
+                period, limit = float(args[a]), float(args[a + 1])
+                tat = state.get(key)
+                if tat is not None:
+                    back = tat - units * period / limit
+                    if back > now:
+                        state[key] = back
+                    else:
+                        del state[key]
+            elif key in state:  # EXISTS
+                state[key] -= units
+            a += 2
+        return units
+
+
 @dataclass(frozen=True, slots=True)
 class _Policy:
     name: str
@@ -164,7 +283,7 @@ class _Policy:
     name_bytes: bytes = field(init=False, repr=False, compare=False)
     limit_bytes: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "name_bytes", self.name.encode())
         object.__setattr__(self, "limit_bytes", b"%d" % self.limit)
 
@@ -194,28 +313,32 @@ class _Prepared:
     """What a subscription's check sends and says that does not change within a day."""
 
     limits: PlanLimits
-    policies: list
+    policies: list[tuple[_Policy, str, int]]
     keys: list[str]
     rate_count: int
-    policy_args: list  # after now, rate_count and units in the scripts' ARGV
+    policy_args: list[int]  # after now, rate_count and units in the scripts' ARGV
     policy_header: tuple[bytes, bytes]
     valid_until: float  # the next UTC midnight: quota windows move then
+    # Per quota policy: (its index in the script's answer, its key, its limit).
+    quotas: tuple[tuple[int, str, int], ...] = ()
 
 
 def _prepare(subscription_id: int, limits: PlanLimits, now: float) -> _Prepared:
     policies = _policies(limits, now)
-    args: list = []
+    args: list[int] = []
     for policy, _suffix, end in policies:
         args += [policy.window * 1000, policy.limit] if policy.kind == "rate" else [policy.limit, end]
     items = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p, _s, _e in policies)
+    keys = [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies]
     return _Prepared(
         limits,
         policies,
-        [f"portico:rl:{subscription_id}:{suffix}" for _p, suffix, _e in policies],
+        keys,
         sum(1 for p, _s, _e in policies if p.kind == "rate"),
         args,
         (b"ratelimit-policy", items.encode()),
         (now // 86400 + 1) * 86400,
+        tuple((i, keys[i], p.limit) for i, (p, _s, _e) in enumerate(policies) if p.kind == "quota"),
     )
 
 
@@ -229,7 +352,8 @@ def _headers(
     """The draft's RateLimit (every policy) and the legacy trio (the refusing policy, else the
     one with the least left)."""
     items = []
-    chosen = chosen_left = chosen_reset = None
+    chosen: _Policy | None = None
+    chosen_left = chosen_reset = 0
     for index, ((policy, _suffix, _end), left, reset_ms) in enumerate(
         zip(prepared.policies, remaining, resets_ms, strict=True), start=1
     ):
@@ -245,6 +369,7 @@ def _headers(
             take = chosen is None or left < chosen_left or (left == chosen_left and reset > chosen_reset)
         if take:
             chosen, chosen_left, chosen_reset = policy, left, reset
+    assert chosen is not None  # a plan with limits has at least one policy
     headers = [
         prepared.policy_header,
         (b"ratelimit", b", ".join(items)),
@@ -263,7 +388,7 @@ def _block_headers(prepared: _Prepared, reservation: _Reservation, now: float) -
     plus the units this worker holds, so the policy with the least left stays the same."""
     held = reservation.units
     elapsed_ms = (now - reservation.taken_at) * 1000
-    values = []
+    values: list[int] = []
     for left, reset_ms in reservation.left_and_resets:
         reset = math.ceil((reset_ms - elapsed_ms) / 1000)
         values += (left + held, reset if reset > 0 else 0)
@@ -275,60 +400,6 @@ def _block_headers(prepared: _Prepared, reservation: _Reservation, now: float) -
         (b"ratelimit-remaining", b"%d" % values[chosen]),
         (b"ratelimit-reset", b"%d" % values[chosen + 1]),
     ]
-
-
-class _LocalLimiter:
-    """Per-worker stand-in used while Redis is unreachable (fail-open). Same GCRA, same
-    quotas, but counted in this process only: with N workers a client may get up to N
-    times its plan during an outage, which beats refusing every paying client."""
-
-    def __init__(self):
-        self._state: dict[str, float] = {}
-
-    def run(self, keys: list[str], args: list) -> list:
-        """The Lua script's logic, in Python, over this process's memory."""
-        now = float(args[0])
-        nrate = int(args[1])  # args[2], units wanted: a stand-in grants no reservations
-        refused, wait, writes, if_counted, if_refused, resets, a = 0, 0.0, {}, [], [], [], 3
-        for i, key in enumerate(keys, start=1):
-            if i <= nrate:
-                period, limit = float(args[a]), float(args[a + 1])
-                a += 2
-                interval = period / limit
-                tat = max(self._state.get(key, now), now)
-                new_tat = tat + interval
-                if_refused.append(math.floor((period - (tat - now)) / interval))
-                if new_tat - period > now:
-                    if not refused:
-                        refused, wait = i, new_tat - period - now
-                    if_counted.append(0)
-                    resets.append(math.ceil(tat - now))
-                else:
-                    writes[key] = new_tat
-                    if_counted.append(math.floor((period - (new_tat - now)) / interval))
-                    resets.append(math.ceil(new_tat - now))
-            else:
-                limit, expire_at = int(args[a]), int(args[a + 1])
-                a += 2
-                used = self._state.get(key, 0)
-                if_refused.append(limit - used)
-                if used >= limit:
-                    if not refused:
-                        refused, wait = i, expire_at * 1000 - now
-                    if_counted.append(0)
-                else:
-                    writes[key] = used + 1
-                    if_counted.append(limit - used - 1)
-                resets.append(expire_at * 1000 - now)
-        if not refused:
-            self._state.update(writes)
-            if len(self._state) > 100_000:  # an outage should not grow memory without bound
-                self._state.clear()
-        remaining = if_refused if refused else if_counted
-        out = [0 if refused else 1, refused, wait, 0 if refused else 1]
-        for r, t in zip(remaining, resets, strict=True):
-            out += [r, t]
-        return out
 
 
 class _Reservation:
@@ -350,7 +421,7 @@ class _Reservation:
         "era",
     )
 
-    def __init__(self, now: float):
+    def __init__(self, now: float) -> None:
         self.units = 0  # reserved and not yet used
         self.prepared: _Prepared | None = None  # the keys the units were counted under
         self.expires = 0.0
@@ -363,7 +434,7 @@ class _Reservation:
         self.taken_at = 0.0
         self.spare = 0  # the smallest remaining of any policy at the last answer from Redis
         # Set while one call asks Redis for a block: the others wait for it instead of asking too.
-        self.asking: asyncio.Future | None = None
+        self.asking: asyncio.Future[None] | None = None
         self.demand = 0  # requests since ``since``
         self.since = now
         self.era = 0  # which grant the expiry timer belongs to
@@ -380,6 +451,15 @@ class _Reservation:
         self.limit_header = (b"ratelimit-limit", prepared.policies[index][0].limit_bytes)
 
 
+def _configured_workers() -> int:
+    """Gunicorn workers on this node, as gateway/gunicorn.conf.py reads them."""
+    raw = os.environ.get("GATEWAY_WORKERS", "").strip()
+    try:
+        return max(1, int(raw)) if raw else max(1, os.cpu_count() or 1)
+    except ValueError:
+        return 1  # gunicorn would not have started with it; be as careful as one worker can
+
+
 class PlanLimiter:
     """Check-and-count a request against its subscription's plan.
 
@@ -390,6 +470,15 @@ class PlanLimiter:
     block is at most 1/RESERVE_SHARE of what is left and what the worker expects to use in
     RESERVE_SECONDS; units still unused then go back to Redis. Near a limit the blocks
     shrink to nothing and every request is decided in Redis, one by one.
+
+    While Redis is away (a failed call opens a BREAKER_SECONDS breaker) the worker decides
+    with ``_LocalLimiter``. Rates are enforced per worker ("open") or refused with 503
+    ``limits_unavailable`` ("closed"). Quotas never fail open: every answer from Redis
+    leaves, per quota key, ``limit - remaining // workers`` as the local used count, so this
+    worker may grant at most its share of what Redis last said was left (plus reserved
+    units it could not give back: they were counted as its own); an exhausted quota stays
+    exhausted, and a quota this worker never read from Redis in the current window is
+    refused with 503 ``limits_unavailable``.
     """
 
     BREAKER_SECONDS = 1.0
@@ -397,11 +486,23 @@ class PlanLimiter:
     RESERVE_MAX = 64
     RESERVE_SECONDS = 0.05
 
-    def __init__(self, redis: aioredis.Redis | FastRedis, *, on_redis_failure: str = "open"):
+    def __init__(
+        self,
+        redis: aioredis.Redis | FastRedis,
+        *,
+        on_redis_failure: str | None = None,
+        workers: int | None = None,
+    ) -> None:
+        """``on_redis_failure`` defaults to the setting ``limits_on_redis_failure``;
+        ``workers`` (the gateway's workers on this node, among whom a quota's remainder is
+        shared while Redis is away) to ``GATEWAY_WORKERS``, as gunicorn reads it."""
+        if on_redis_failure is None:
+            on_redis_failure = gateway_settings().limits_on_redis_failure
         if on_redis_failure not in ("open", "closed"):
             raise ValueError("on_redis_failure is 'open' or 'closed'")
         self._redis = redis
         self._on_failure = on_redis_failure
+        self._workers = workers if workers is not None and workers >= 1 else _configured_workers()
         self._shas: dict[str, str] = {}
         self._local = _LocalLimiter()
         self._redis_down_until = 0.0
@@ -409,17 +510,18 @@ class PlanLimiter:
         # than the rest of the lookup.
         self._prepared: dict[int, _Prepared] = {}
         self._reservations: dict[int, _Reservation] = {}
-        self._returns: set[asyncio.Task] = set()
+        self._returns: set[asyncio.Task[None]] = set()
 
-    async def _eval(self, script: str, keys: list[str], args: list) -> list:
+    async def _eval(self, script: str, keys: list[str], args: list[int]) -> list[Any]:
         sha = self._shas.get(script)
         if sha is None:
             sha = self._shas[script] = await self._redis.script_load(script)
         try:
-            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+            result: list[Any] = await self._redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted and lost its script cache
             sha = self._shas[script] = await self._redis.script_load(script)
-            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+            result = await self._redis.evalsha(sha, len(keys), *keys, *args)
+        return result
 
     def _units_to_ask(self, reservation: _Reservation, now: float) -> int:
         if reservation.spare < 2 * self.RESERVE_SHARE:
@@ -438,6 +540,8 @@ class PlanLimiter:
         if reservation is None or not reservation.units:
             return None
         prepared = reservation.prepared
+        if prepared is None:
+            return None
         if prepared.limits is not limits:
             if prepared.limits != limits:
                 return None
@@ -469,7 +573,10 @@ class PlanLimiter:
                 self._give_back_all()
                 self._prepared.clear()
                 self._reservations.clear()
-            prepared = self._prepared[subscription_id] = _prepare(subscription_id, limits, now)
+            fresh = self._prepared[subscription_id] = _prepare(subscription_id, limits, now)
+            if prepared is not None:
+                self._forget_windows(prepared, fresh)
+            prepared = fresh
         reservation = self._reservations.get(subscription_id)
         if reservation is None:
             reservation = self._reservations[subscription_id] = _Reservation(now)
@@ -492,28 +599,31 @@ class PlanLimiter:
         args = [int(now * 1000), prepared.rate_count, units, *prepared.policy_args]
         result = None
         if now >= self._redis_down_until:
+            waiter = None
             if units > 1:
-                reservation.asking = asyncio.get_running_loop().create_future()
+                waiter = reservation.asking = asyncio.get_running_loop().create_future()
             try:
                 result = await self._eval(LIMIT_SCRIPT, prepared.keys, args)
             except (RedisError, OSError) as error:
                 # Stop asking a dead Redis on every request: a breaker keeps the outage cheap.
                 self._redis_down_until = time.time() + self.BREAKER_SECONDS
-                log.warning("plan limits: Redis unreachable (%s); policy is fail-%s", error, self._on_failure)
+                log.warning("plan limits: Redis unreachable (%s); deciding in this worker", error)
             finally:
-                if units > 1:
+                if waiter is not None:
                     # Waiters resume next loop turn, after this call has kept the block.
-                    waiter, reservation.asking = reservation.asking, None
+                    reservation.asking = None
                     waiter.set_result(None)
-        if result is None:
-            if self._on_failure == "closed":
+        if result is not None:
+            self._remember(prepared, result)
+        else:
+            result = self._decide_locally(prepared, args)
+            if result is None:
                 return LimitDecision(
                     False,
                     [(b"retry-after", b"1")],
                     "limits_unavailable",
-                    "Rate limits cannot be checked right now; try again shortly.",
+                    "Plan limits cannot be checked right now; try again shortly.",
                 )
-            result = self._local.run(prepared.keys, args)
 
         admitted, refused, wait, granted = int(result[0]), int(result[1]), float(result[2]), int(result[3])
         remaining = [int(r) for r in result[4::2]]
@@ -532,9 +642,45 @@ class PlanLimiter:
             )
         return LimitDecision(False, headers, "quota_exceeded", f"The {policy.name} quota of {policy.limit} is used up.")
 
+    # -- while Redis is away ----------------------------------------------------------------
+
+    def _remember(self, prepared: _Prepared, result: list[Any]) -> None:
+        """After every answer from Redis (block requests included): per quota, this worker's
+        share of what Redis says is left, as the used count ``_LocalLimiter`` would start
+        from. A few dict stores, on the path that has just waited for Redis anyway."""
+        state = self._local.state
+        workers = self._workers
+        for index, key, limit in prepared.quotas:
+            left = int(result[4 + 2 * index])
+            state[key] = limit - (left // workers if left > 0 else 0)
+        if len(state) > _LocalLimiter.MAX_KEYS:
+            state.clear()  # quotas fail closed until Redis answers again: the safe direction
+
+    def _decide_locally(self, prepared: _Prepared, args: list[int]) -> list[int] | None:
+        """The script's answer from this worker's memory, or None when the plan cannot be
+        enforced here (a rate under the "closed" policy, a quota never read from Redis)."""
+        if prepared.rate_count and self._on_failure == "closed":
+            return None
+        state = self._local.state
+        for _index, key, _limit in prepared.quotas:
+            if key not in state:
+                return None
+        args[2] = 1  # no reservations from a stand-in
+        return self._local.run(prepared.keys, args)
+
+    def _forget_windows(self, old: _Prepared, new: _Prepared) -> None:
+        """A subscription's quota windows turned (or its plan changed): the old windows' local
+        counts will not be asked for again."""
+        state = self._local.state
+        for _index, key, _limit in old.quotas:
+            if key not in new.keys:
+                state.pop(key, None)
+
     # -- reservations ---------------------------------------------------------------------
 
-    def _keep(self, prepared: _Prepared, reservation: _Reservation, units: int, remaining, resets_ms) -> None:
+    def _keep(
+        self, prepared: _Prepared, reservation: _Reservation, units: int, remaining: list[int], resets_ms: list[float]
+    ) -> None:
         now = time.time()
         reservation.keep(prepared, units, remaining, resets_ms, now)
         # Quota windows turn at UTC midnight: a unit counted in one day is not spent in the next.
@@ -549,7 +695,14 @@ class PlanLimiter:
     def _give_back(self, reservation: _Reservation) -> None:
         units, reservation.units = reservation.units, 0
         prepared = reservation.prepared
-        args = [int(time.time() * 1000), prepared.rate_count, units, *prepared.policy_args]
+        if prepared is None or not units:
+            return
+        now = time.time()
+        args = [int(now * 1000), prepared.rate_count, units, *prepared.policy_args]
+        if now < self._redis_down_until:
+            # Counted in Redis as this worker's and not used: this worker may still use them.
+            self._local.give_back(prepared.keys, args)
+            return
         task = asyncio.get_running_loop().create_task(self._return_units(prepared.keys, args))
         self._returns.add(task)
         task.add_done_callback(self._returns.discard)
@@ -559,11 +712,13 @@ class PlanLimiter:
             if reservation.units:
                 self._give_back(reservation)
 
-    async def _return_units(self, keys: list[str], args: list) -> None:
+    async def _return_units(self, keys: list[str], args: list[int]) -> None:
         try:
             await self._eval(RETURN_SCRIPT, keys, args)
         except (RedisError, OSError) as error:
-            # The units stay counted: the client may get fewer than its plan for this window.
+            # The units stay counted in Redis, as this worker's: it may use them while Redis is away.
+            self._redis_down_until = time.time() + self.BREAKER_SECONDS
+            self._local.give_back(keys, args)
             log.warning("plan limits: could not give back %s reserved units (%s)", args[2], error)
 
     async def close(self) -> None:

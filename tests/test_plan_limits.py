@@ -11,6 +11,7 @@ from redis.backoff import NoBackoff
 
 from gateway.limits import PlanLimiter, PlanLimits
 from gateway.redisconn import FastRedis
+from portal import embedded_redis
 from portal.embedded_redis import free_port
 
 _ids = iter(range(10_000_000, 20_000_000))
@@ -346,3 +347,137 @@ def test_a_reload_with_the_same_plan_keeps_admitting_from_the_reservation_and_a_
     assert first.allowed
     assert all(d is not None and d.allowed for d in same)
     assert changed is None  # decided by Redis under the new plan, not from units of the old one
+
+
+# -- while Redis is away: quotas keep their count, rates follow the setting -----------------
+
+
+class OwnRedis:
+    """A Redis of the test's own, which it may stop as an outage would."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.process = embedded_redis.start(self.port, tmp_path / "redis")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_an_exhausted_daily_quota_stays_exhausted_in_every_worker_after_redis_dies(own_redis):
+    subscription, limits = next(_ids), PlanLimits(plan_id=1, daily_quota=3)
+
+    async def scenario():
+        clients = [FastRedis(own_redis.url) for _ in range(2)]
+        first, second = (PlanLimiter(c, workers=2) for c in clients)  # two workers of one node
+        before = [await first.check(subscription, limits) for _ in range(3)]
+        before.append(await second.check(subscription, limits))  # the second worker reads "none left"
+        own_redis.stop()
+        during = [await limiter.check(subscription, limits) for limiter in (first, second) for _ in range(5)]
+        return before, during
+
+    before, during = run(scenario())
+    assert [d.allowed for d in before] == [True, True, True, False]
+    assert [(d.allowed, d.error_code) for d in during] == [(False, "quota_exceeded")] * 10
+    assert all(_headers(d)["ratelimit-remaining"] == "0" and "retry-after" in _headers(d) for d in during)
+
+
+def test_while_redis_is_away_a_worker_grants_at_most_its_share_of_the_quota_it_last_read(own_redis):
+    # Small enough that no units are reserved ahead: every decision is Redis's until it dies.
+    subscription, limits = next(_ids), PlanLimits(plan_id=1, daily_quota=60)
+
+    async def scenario():
+        limiter = PlanLimiter(FastRedis(own_redis.url), workers=2)
+        before = [await limiter.check(subscription, limits) for _ in range(10)]  # Redis says 50 left
+        own_redis.stop()
+        during = [await limiter.check(subscription, limits) for _ in range(40)]
+        return before, during
+
+    before, during = run(scenario())
+    assert all(d.allowed for d in before)
+    # 50 left, shared by 2 workers: this one may grant 25 more, then the quota is used up for it.
+    assert [d.allowed for d in during] == [True] * 25 + [False] * 15
+    assert {d.error_code for d in during if not d.allowed} == {"quota_exceeded"}
+
+
+def test_a_quota_this_worker_never_read_from_redis_is_refused_as_unavailable_while_redis_is_away():
+    async def scenario():
+        limiter = PlanLimiter(dead_redis(), on_redis_failure="open", workers=2)
+        return [await limiter.check(next_id, PlanLimits(plan_id=1, requests_per_minute=100, daily_quota=5))]
+
+    next_id = next(_ids)
+    [decision] = run(scenario())
+    assert not decision.allowed and decision.error_code == "limits_unavailable"
+    assert _headers(decision)["retry-after"] == "1"
+
+
+def test_fail_closed_refuses_plans_with_rates_but_keeps_serving_quotas_within_the_share(own_redis):
+    quota_only = PlanLimits(plan_id=1, daily_quota=10)
+    with_rate = PlanLimits(plan_id=2, requests_per_minute=100, daily_quota=10)
+    first, second = next(_ids), next(_ids)
+
+    async def scenario():
+        limiter = PlanLimiter(FastRedis(own_redis.url), on_redis_failure="closed", workers=2)
+        await limiter.check(first, quota_only)  # 9 left: a share of 4
+        await limiter.check(second, with_rate)
+        own_redis.stop()
+        quota_decisions = [await limiter.check(first, quota_only) for _ in range(6)]
+        rate_decision = await limiter.check(second, with_rate)
+        return quota_decisions, rate_decision
+
+    quota_decisions, rate_decision = run(scenario())
+    assert [d.allowed for d in quota_decisions] == [True] * 4 + [False] * 2
+    assert quota_decisions[-1].error_code == "quota_exceeded"
+    assert not rate_decision.allowed and rate_decision.error_code == "limits_unavailable"
+
+
+def test_fail_open_counts_rates_in_each_worker_but_never_past_its_quota_share(own_redis):
+    tight_quota = PlanLimits(plan_id=1, requests_per_minute=3, daily_quota=5)
+    ample_quota = PlanLimits(plan_id=2, requests_per_minute=3, daily_quota=1000)
+    first, second = next(_ids), next(_ids)
+
+    async def scenario():
+        limiter = PlanLimiter(FastRedis(own_redis.url), on_redis_failure="open", workers=2)
+        await limiter.check(first, tight_quota)  # 4 left: a share of 2
+        await limiter.check(second, ample_quota)
+        own_redis.stop()
+        tight = [await limiter.check(first, tight_quota) for _ in range(5)]
+        ample = [await limiter.check(second, ample_quota) for _ in range(5)]
+        return tight, ample
+
+    tight, ample = run(scenario())
+    assert [d.allowed for d in tight] == [True, True, False, False, False]
+    assert tight[2].error_code == "quota_exceeded"
+    # The worker's own count of the rate starts afresh (fail-open): 3 a minute, in this worker.
+    assert [d.allowed for d in ample] == [True, True, True, False, False]
+    assert ample[3].error_code == "rate_limited"
+
+
+def test_reserved_units_a_worker_cannot_give_back_remain_its_own_while_redis_is_away(own_redis):
+    subscription, limits = next(_ids), PlanLimits(plan_id=1, daily_quota=1_000_000)
+
+    async def scenario():
+        # So many workers that a share of what is left is nothing: only held units may be used.
+        limiter = PlanLimiter(FastRedis(own_redis.url), workers=10_000_000)
+        limiter.RESERVE_SECONDS = 0.5  # so the block cannot go back before Redis is stopped
+        for _wave in range(10):
+            await asyncio.gather(*(limiter.check(subscription, limits) for _ in range(50)))
+        held = limiter._reservations[subscription].units
+        own_redis.stop()
+        await asyncio.sleep(0.7)  # the block expires; giving it back fails
+        during = [await limiter.check(subscription, limits) for _ in range(held + 20)]
+        return held, during
+
+    held, during = run(scenario())
+    assert held > 1
+    assert sum(d.allowed for d in during) == held
+    assert during[-1].error_code == "quota_exceeded"
