@@ -1,6 +1,7 @@
 """The response cache against a real Redis: what may be stored, for how long, for whom."""
 
 import asyncio
+import os
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -106,3 +107,70 @@ def test_a_corrupt_entry_is_a_miss():
         return await cache.lookup(key)
 
     assert run(_with_cache(scenario)) is None
+
+
+def test_an_upstream_max_age_of_a_year_is_cut_to_the_routes_ttl():
+    year = [(b"cache-control", b"public, max-age=31536000")]
+
+    async def scenario(cache):
+        ttl = cache.ttl_for(200, year, 60)
+        key = cache.key_for(_version(), 1, "GET", "/year", b"")
+        await cache.store(key, CachedResponse(200, year, b"{}"), ttl)
+        return ttl, await cache._redis.ttl(key)
+
+    ttl, stored_for = run(_with_cache(scenario))
+    assert ttl == 60 and 0 < stored_for <= 60
+    cache = ResponseCache(aioredis.Redis())
+    assert cache.ttl_for(200, [(b"cache-control", b"s-maxage=31536000, max-age=5")], 60) == 60
+    assert cache.ttl_for(200, [(b"cache-control", b"max-age=31536000")], 0) is None  # route without a TTL
+
+
+_versions = iter(range(700_000_000, 800_000_000))
+
+
+def _version() -> int:
+    """A version id no other test stores under, so its index is this test's alone."""
+    return next(_versions) + os.getpid() % 1000 * 100_000
+
+
+def test_each_version_keeps_at_most_its_cap_of_entries_and_evicts_the_oldest():
+    busy, quiet = _version(), _version()
+
+    async def scenario(cache):
+        quiet_key = cache.key_for(quiet, 1, "GET", "/quiet", b"")
+        await cache.store(quiet_key, CachedResponse(200, JSON, b"quiet"), 60)
+        keys = [cache.key_for(busy, 1, "GET", "/items", b"page=%d" % n) for n in range(8)]
+        for n, key in enumerate(keys):
+            await cache.store(key, CachedResponse(200, JSON, b"%d" % n), 60)
+        found = [await cache.lookup(key) for key in keys]
+        redis = cache._redis
+        index = f"portico:cache:idx:{busy}"
+        return (
+            [f.body if f else None for f in found],
+            await redis.zcard(index),
+            await redis.exists(*keys),
+            0 < await redis.ttl(index) <= 61,
+            await cache.lookup(quiet_key),
+        )
+
+    bodies, indexed, existing, index_expires, quiet_entry = run(_with_cache(scenario, max_entries_per_version=3))
+    assert bodies == [None] * 5 + [b"5", b"6", b"7"]
+    assert indexed == 3 and existing == 3  # evicted entries are deleted, not just unindexed
+    assert index_expires
+    assert quiet_entry is not None and quiet_entry.body == b"quiet"  # another version's entries stay
+
+
+def test_expired_entries_leave_the_index_so_they_do_not_count_against_the_cap():
+    version = _version()
+
+    async def scenario(cache):
+        for n in range(3):
+            key = cache.key_for(version, 1, "GET", "/short", b"n=%d" % n)
+            await cache.store(key, CachedResponse(200, JSON, b""), 1)
+        await asyncio.sleep(1.1)
+        fresh = cache.key_for(version, 1, "GET", "/fresh", b"")
+        await cache.store(fresh, CachedResponse(200, JSON, b"fresh"), 60)
+        return fresh, await cache._redis.zrange(f"portico:cache:idx:{version}", 0, -1)
+
+    fresh, indexed = run(_with_cache(scenario, max_entries_per_version=3))
+    assert indexed == [fresh.encode()]
