@@ -43,7 +43,7 @@ def build_request(
     return b"".join(lines) + b"\r\n" + body
 
 
-@dataclass
+@dataclass(repr=False)
 class RawResponse:
     status: int
     reason: str
@@ -53,6 +53,10 @@ class RawResponse:
     eof: bool = False  # the peer closed the connection while (or right after) this was read
     timed_out: bool = False  # nothing more arrived within the timeout, message incomplete
     head: bytes = b""
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "eof" if self.eof else "timed out" if self.timed_out else "partial"
+        return f"<{self.status} {self.reason} ({state}) {dict(self.headers)} {self.body[:300]!r}>"
 
     def header(self, name: str) -> str | None:
         values = self.values(name)
