@@ -3,7 +3,11 @@
 import concurrent.futures
 
 import pytest
+import redis as redis_lib
 import requests
+
+from portal import embedded_redis
+from tests.gateway.conftest import GatewayProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -105,3 +109,50 @@ def test_cached_answers_are_not_shared_between_applications(gateway, configure, 
 def test_cache_is_off_by_default(gateway, configure, upstream_a):
     config = configure([upstream_a])
     assert "X-Cache" not in gateway.get(f"{config.base_path}/cache", config.key).headers
+
+
+def _on_a_new_connection(gateway, path, key):
+    """One request on a connection of its own, so either worker may take it."""
+    return requests.get(f"{gateway.url}{path}", headers={"X-API-Key": key}, timeout=10)
+
+
+def test_an_exhausted_daily_quota_stays_exhausted_while_the_gateways_redis_is_down(configure, upstream_a, tmp_path):
+    # A gateway of its own, on a Redis this test can stop.
+    port = embedded_redis.free_port()
+    own_redis = embedded_redis.start(port, tmp_path / "redis")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis_lib.Redis.from_url(url)
+    isolated = GatewayProcess(url, tmp_path)
+    isolated.start()
+    try:
+        exhausted = configure([upstream_a], plan={"daily_quota": 3})
+        never_called = configure([upstream_a], plan={"daily_quota": 1000})
+        client.incr("portico:config:version")  # their versions were bumped on the session Redis
+        isolated.wait_for_config(int(client.get("portico:config:version")))
+        path = f"{exhausted.base_path}/echo"
+        assert [_on_a_new_connection(isolated, path, exhausted.key).status_code for _ in range(3)] == [200] * 3
+        # Until both workers have heard from Redis that nothing is left (a gateway-made request
+        # id starts with its worker's prefix).
+        workers_told = set()
+        for _ in range(200):
+            refused = _on_a_new_connection(isolated, path, exhausted.key)
+            assert refused.status_code == 429
+            workers_told.add(refused.headers["X-Request-ID"][:16])
+            if len(workers_told) == 2:
+                break
+        assert len(workers_told) == 2
+
+        own_redis.terminate()
+        own_redis.wait(timeout=10)
+        during = [_on_a_new_connection(isolated, path, exhausted.key) for _ in range(12)]
+        assert [r.status_code for r in during] == [429] * 12
+        assert {r.json()["error"]["code"] for r in during} == {"quota_exceeded"}
+        # A quota no worker has read from Redis cannot be enforced: refused, not granted.
+        unknown = _on_a_new_connection(isolated, f"{never_called.base_path}/echo", never_called.key)
+        assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "limits_unavailable"
+    finally:
+        isolated.stop()
+        client.close()
+        if own_redis.poll() is None:
+            own_redis.terminate()
+            own_redis.wait(timeout=10)
