@@ -67,3 +67,19 @@ def flush() -> None:
     if _latency_sum[0]:
         LATENCY._sum.inc(_latency_sum[0])
         _latency_sum[0] = 0.0
+
+
+# -- the call log (gateway/calllog.py): rare events, counted as they happen ------------------
+CALLLOG_DROPPED = Counter(
+    "portico_gateway_calllog_dropped_total",
+    "Call records dropped, oldest first, past GATEWAY_CALLLOG_MAX_PENDING while Redis and the spool both failed",
+)
+CALLLOG_SPOOL_ERRORS = Counter(
+    "portico_gateway_calllog_spool_errors_total", "Failed spool writes (the records stay in memory and are retried)"
+)
+CALLLOG_QUARANTINED = Counter(
+    "portico_gateway_calllog_quarantined_total", "Unreadable spool lines or ring records moved to quarantine.jsonl"
+)
+CALLLOG_RECLAIMED = Counter(
+    "portico_gateway_calllog_reclaimed_total", "Call records recovered from the ring of a worker that died"
+)
