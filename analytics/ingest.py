@@ -16,17 +16,31 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import CharField, Q
 
 from analytics.models import CallLog
 from gateway.calllog import records_of
+from gateway.callrecord import CallRecord
 from portal.models import ApiKey
 
 log = logging.getLogger(__name__)
 
 GROUP = "ingest"
 CLAIM_IDLE_MS = 60_000
-FIELDS = {f.name for f in CallLog._meta.get_fields()} - {"id"}
+# The record's fields that have a column, with the Python types their annotation allows:
+# a record of the wrong shape is reported and skipped here, instead of failing the whole
+# batch's insert in the database.
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool, int), "None": (type(None),)}
+_COLUMNS = {f.name: f for f in CallLog._meta.get_fields() if f.name != "id"}
+_CHECKS = {
+    name: (
+        tuple(t for part in str(field.type).split("|") for t in _TYPES[part.strip()]),
+        isinstance(_COLUMNS[name], CharField) and not _COLUMNS[name].null,  # None is stored as ""
+    )
+    for field in CallRecord.__dataclass_fields__.values()
+    if (name := field.name) in _COLUMNS
+}
+_MAX_LENGTH = {name: _COLUMNS[name].max_length for name in _CHECKS if getattr(_COLUMNS[name], "max_length", None)}
 
 
 def _consumer_name() -> str:
@@ -42,16 +56,28 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
 
 
 def to_row(data) -> CallLog | None:
-    """A CallLog row from one decoded record, or None (and an error logged) when it is not one."""
+    """A CallLog row from one decoded record, or None (and an error logged) when it is not a
+    CallRecord (``gateway.callrecord``, the schema the gateway writes)."""
     try:
-        values = {k: v for k, v in data.items() if k in FIELDS}
-        values["time"] = datetime.fromtimestamp(float(data["time"]), tz=UTC)
-        values["cache_hit"] = bool(values.get("cache_hit"))
-        for text in ("key_prefix", "error_code", "client_ip", "client_request_id", "model"):
-            values[text] = values.get(text) or ""
-        values["path"] = str(values.get("path", ""))[:2000]
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        record = CallRecord.from_dict(data)
+        values = {}
+        for name, (types, text) in _CHECKS.items():
+            value = getattr(record, name)
+            if text and value is None:
+                value = ""
+            if not isinstance(value, types):
+                raise TypeError(f"{name}: {type(value).__name__}")
+            values[name] = value
+        values["path"] = values["path"][:2000]
+        for name, limit in _MAX_LENGTH.items():
+            if isinstance(values[name], str) and len(values[name]) > limit:
+                raise ValueError(f"{name} longer than {limit}")
+        values["time"] = datetime.fromtimestamp(record.time, tz=UTC)
+        values["cache_hit"] = bool(record.cache_hit)
         return CallLog(**values)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, OSError):
         log.error("unreadable call record skipped: %r", repr(data)[:200])
         return None
 

@@ -49,12 +49,6 @@ def add(redis_client, stream, records):
     redis_client.xadd(stream, {"b": orjson.dumps(records)})
 
 
-def add_one_per_entry(redis_client, stream, records):
-    """The shape written before batches: one record per entry."""
-    for r in records:
-        redis_client.xadd(stream, {"r": orjson.dumps(r)})
-
-
 def test_stream_entries_become_call_log_rows_and_leave_the_stream(redis_client, stream):
     add(redis_client, stream, [record("a1", status=200), record("a2", status=429, error_code="rate_limited")])
     assert ingest_call_logs() == 2
@@ -109,11 +103,25 @@ def test_an_unreadable_record_in_a_batch_does_not_cost_the_others(redis_client, 
     assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["f1", "f3"]
 
 
-def test_entries_in_the_one_record_shape_written_before_batches_are_still_read(redis_client, stream):
-    add_one_per_entry(redis_client, stream, [record("g1"), record("g2")])
-    add(redis_client, stream, [record("g3")])
-    assert ingest_call_logs() == 3
-    assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["g1", "g2", "g3"]
+def test_a_record_that_is_not_a_call_record_is_skipped_and_the_others_stored(redis_client, stream):
+    wrong = [
+        record("g2", status="200"),  # a field of the wrong type
+        record("g3", time="yesterday"),
+        record("g4", method="X" * 11),  # longer than its column
+        {k: v for k, v in record("g5").items() if k != "method"},  # a required field missing
+    ]
+    add(redis_client, stream, [record("g1"), *wrong, record("g6", model="ignored: not a CallRecord field")])
+    assert ingest_call_logs() == 2
+    assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["g1", "g6"]
+    assert redis_client.xlen(stream) == 0
+
+
+def test_an_entry_without_a_batch_is_skipped(redis_client, stream):
+    redis_client.xadd(stream, {"r": orjson.dumps(record("h1"))})  # the one-record shape of before batches
+    add(redis_client, stream, [record("h2")])
+    assert ingest_call_logs() == 1
+    assert list(CallLog.objects.values_list("request_id", flat=True)) == ["h2"]
+    assert redis_client.xlen(stream) == 0
 
 
 def test_management_command_ingests(redis_client, stream):
