@@ -1,11 +1,16 @@
 """Every call leaves exactly one record, even across a Redis outage, and lands in CallLog."""
 
 import concurrent.futures
+import os
+import signal
+import subprocess
+import threading
 import time
 
 import pytest
 import redis as redis_lib
 import requests
+from django.conf import settings
 
 from analytics.ingest import ingest_call_logs
 from analytics.models import CallLog
@@ -118,3 +123,59 @@ def test_a_redis_stop_and_start_during_traffic_loses_no_call_record(configure, u
         isolated.stop()
         own_redis.terminate()
         own_redis.wait(timeout=10)
+
+
+def test_a_worker_killed_under_load_loses_no_answered_call_record(configure, upstream_a, tmp_path):
+    # A gateway of its own (its workers are killed), on the session's Redis and stream.
+    isolated = GatewayProcess(settings.REDIS_URL, tmp_path)
+    isolated.start()
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        config = configure([upstream_a])
+        isolated.wait_for_config()
+        client.delete(STREAM)
+        workers = [int(pid) for pid in subprocess.check_output(["pgrep", "-P", str(isolated.process.pid)]).split()]
+        assert len(workers) == 2
+        answered: list[list[str]] = [[] for _ in range(6)]
+        stop_at = time.monotonic() + 5.0
+
+        def load(n: int) -> None:
+            session = requests.Session()
+            url = f"{isolated.url}{config.base_path}/echo"
+            for i in range(1500):  # bounded in count and in time
+                if time.monotonic() > stop_at:
+                    return
+                try:
+                    answer = session.get(url, headers={"X-API-Key": config.key} if i % 5 else {}, timeout=5)
+                except requests.RequestException:  # the killed worker's connections
+                    session = requests.Session()
+                    continue
+                if answer.status_code < 500:
+                    answered[n].append(answer.headers["X-Request-ID"])
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in range(len(answered))]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        os.kill(workers[0], signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=15)
+        sent = {request_id for ids in answered for request_id in ids}
+        assert len(sent) == sum(map(len, answered)) > 1000
+
+        replacement = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not replacement:
+            pids = subprocess.check_output(["pgrep", "-P", str(isolated.process.pid)]).split()
+            replacement = {int(pid) for pid in pids} - set(workers)
+            time.sleep(0.1)
+        assert replacement, "gunicorn did not replace the killed worker"
+
+        ids = wait_for_ids(client, sent, timeout=15)
+        missing = sent - set(ids)
+        # A kill between an answer's last byte and the append that follows it costs that call.
+        assert len(missing) <= 1, f"{len(missing)} of {len(sent)} answered calls have no record"
+        assert len(ids) == len(set(ids)), "a record was written twice"
+        print(f"answered {len(sent)}, records {len(ids)}, missing {len(missing)}")
+    finally:
+        isolated.stop()
