@@ -26,11 +26,13 @@ Clients that send too much or too slowly (limits from ``gateway/settings.py``). 
 refusal is a JSON error with ``connection: close``, then the connection closes; while an
 answer is still in flight it finishes first and nothing more is read.
 
-- 414 ``request_line_too_long``: a request target over ``max_request_line_bytes``.
+- 414 ``request_line_too_long``: a request target over ``max_request_line_bytes``
+  (llhttp bounds the method and version itself), refused as it grows.
 - 431 ``headers_too_large``: header lines over ``max_header_bytes`` together, or more
   than ``max_header_count`` of them. httptools holds a header line until it ends, so
-  bytes are also counted per read while a head is unfinished: a header that never ends
-  costs at most one read (256 KiB) past the cap, never the header itself.
+  counting in ``on_header`` would not stop one that never ends; heads are measured at
+  the end of each read and when they end instead, which costs a request nothing and
+  lets a client get at most one read (250 kB with uvloop) past a cap.
 - 408 ``request_timeout``: a head not complete ``head_timeout`` after its first byte.
   Keep-alive idleness (uvicorn's ``timeout_keep_alive``) counts from the connection's
   start or its last answer; bytes do not extend it, since the first byte of a request
