@@ -84,6 +84,7 @@ class Call:
         "body_bytes",
         "cache_key",
         "responded",
+        "recorded",
     )
 
     def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
@@ -127,6 +128,7 @@ class Call:
         self.body_bytes = 0
         self.cache_key: str | None = None
         self.responded = False
+        self.recorded = False
 
     # -- the pipeline ---------------------------------------------------------------------
 
@@ -162,7 +164,8 @@ class Call:
                 raise ResponseAborted("internal_error") from None
             await self.refuse(Refusal(500, "internal_error", "The gateway failed; this is logged."))
         finally:
-            self.record_call()
+            if not self.recorded:
+                self.record_call()
 
     def is_preflight(self) -> bool:
         origin = self.fields.get(b"origin")
@@ -181,7 +184,7 @@ class Call:
         ]
         self.record.status = 204
         await self.start_response(204, self.headers_out)
-        await self.send({"type": "http.response.body", "body": b""})
+        await self.finish(b"")
 
     def route_request(self) -> None:
         """Route by longest base path (and host); the forwarded path is cut by segments."""
@@ -289,7 +292,7 @@ class Call:
         record.status = cached.status
         record.bytes_out = len(cached.body)
         await self.start_response(cached.status, [*cached.headers, *self.headers_out, (b"x-cache", b"HIT")])
-        await self.send({"type": "http.response.body", "body": b"" if self.method == "HEAD" else cached.body})
+        await self.finish(b"" if self.method == "HEAD" else cached.body)
         return True
 
     async def proxy(self) -> tuple[UpstreamResponse, TargetState, Balancer]:
@@ -304,7 +307,9 @@ class Call:
         await self.gateway.proxy.relay(self, response, state, balancer)
 
     def record_call(self) -> None:
-        """Append the call record, once per request (``run``'s ``finally``)."""
+        """Append the call record, once per request: just before the answer's last message
+        (``finish``), or in ``run``'s ``finally`` when no answer completed."""
+        self.recorded = True
         elapsed = time.perf_counter() - self.started
         record = self.record
         if not record.status:
@@ -319,6 +324,13 @@ class Call:
         self.responded = True
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
+    async def finish(self, body: bytes) -> None:
+        """Send the answer's last body message. The call is recorded just before it leaves, so
+        a worker killed once the client has its answer has already put the record in its
+        ring (calllog.py), where the next worker finds it."""
+        self.record_call()
+        await self.send({"type": "http.response.body", "body": body})
+
     async def refuse(self, refusal: Refusal) -> None:
         record = self.record
         record.status = refusal.status
@@ -329,7 +341,7 @@ class Call:
         record.bytes_out = len(body)
         headers = [JSON, (b"content-length", b"%d" % len(body)), *self.headers_out, *refusal.headers]
         await self.start_response(refusal.status, headers)
-        await self.send({"type": "http.response.body", "body": b"" if self.method == "HEAD" else body})
+        await self.finish(b"" if self.method == "HEAD" else body)
 
     # -- the request body -----------------------------------------------------------------
 

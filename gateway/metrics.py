@@ -83,3 +83,9 @@ CALLLOG_QUARANTINED = Counter(
 CALLLOG_RECLAIMED = Counter(
     "portico_gateway_calllog_reclaimed_total", "Call records recovered from the ring of a worker that died"
 )
+
+PROTOCOL_REFUSALS = Counter(
+    "portico_gateway_protocol_refusals_total",
+    "Requests the server refused before the application saw them (400, 408, 414, 431, 501, 503), by status",
+    ["status"],
+)

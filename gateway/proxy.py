@@ -219,7 +219,7 @@ class UpstreamProxy:
             # A small answer that has fully arrived: one body message instead of two.
             body = response.take_all()
             record.bytes_out = len(body)
-            await call.send({"type": "http.response.body", "body": body})
+            await call.finish(body)
             return
         sent = 0
         kept: list[bytes] | None = [] if store_ttl else None
@@ -237,8 +237,8 @@ class UpstreamProxy:
             record.error_code = "upstream_timeout" if isinstance(error, TimeoutError) else "upstream_truncated"
             metrics.UPSTREAM_ERRORS.labels("truncated").inc()
             raise ResponseAborted(record.error_code) from error
-        await call.send({"type": "http.response.body", "body": b""})
         record.bytes_out = sent
+        await call.finish(b"")
         if kept is not None and store_ttl and call.cache_key is not None:
             await self.cache.store(call.cache_key, CachedResponse(status, headers, b"".join(kept)), store_ttl)
 

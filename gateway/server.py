@@ -67,6 +67,8 @@ from urllib.parse import unquote
 
 import httptools
 
+from gateway import metrics
+from gateway.errors import ResponseAborted
 from gateway.settings import GatewaySettings, gateway_settings
 
 log = logging.getLogger("portico.gateway.server")
@@ -150,6 +152,7 @@ class _Exchange:
     """One request and its response: the ``receive`` and ``send`` of ASGI."""
 
     __slots__ = (
+        "length_left",
         "conn",
         "scope",
         "keep_alive",
@@ -182,6 +185,7 @@ class _Exchange:
         self.complete = False
         self.head: bytes | None = None  # written with the first body message
         self.chunked = False
+        self.length_left = -1  # body bytes still owed by a declared Content-Length; -1: none declared
         self.head_only = scope["method"] == "HEAD"
         self.disconnected = False
         self.timed_out = False  # the body stopped arriving while the app waited for it
@@ -258,6 +262,8 @@ class _Exchange:
             for name, value in message.get("headers", ()):
                 if name == b"content-length":
                     length_given = True
+                    if value.isdigit():
+                        self.length_left = int(value)
                 parts += (name, b": ", value, b"\r\n")  # cheaper than formatting a line each
             if not self.keep_alive:
                 parts.append(b"connection: close\r\n")
@@ -284,6 +290,13 @@ class _Exchange:
                 out += b"0\r\n\r\n"
         else:
             out = body
+            if self.length_left >= 0:
+                self.length_left -= len(body)
+                if not more and self.length_left:
+                    # Fewer (or more) bytes than declared: ending here would leave the client
+                    # reading the next answer as this one's rest. Send what there is, then close.
+                    log.warning("answer body does not match its Content-Length; closing the connection")
+                    self.keep_alive = False
         head = self.head
         if head is not None:
             self.head = None
@@ -307,6 +320,13 @@ class _Exchange:
         except asyncio.CancelledError:  # a shutdown past its grace period
             self.conn.transport.close()
             raise
+        except ResponseAborted:
+            # The app could not complete an answer it had started (its upstream failed
+            # mid-body) and has recorded why: close without ending the message, so the
+            # client sees it incomplete rather than a short answer that looks whole.
+            self.keep_alive = False
+            self.conn.transport.close()
+            return
         except Exception as error:
             log.error("exception in the ASGI application", exc_info=error)
             self._abandon(BODY_TIMEOUT if self.timed_out else INTERNAL_ERROR)
@@ -393,6 +413,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)  # a stream server's
         if len(self.server_state.connections) >= self.max_connections:
             self.refused = True
+            metrics.PROTOCOL_REFUSALS.labels("503").inc()
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()
             return
@@ -475,6 +496,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         """Read nothing more: answer ``answer`` and close, or, with an answer in flight,
         close after the requests already read are answered."""
         self.refused = True
+        # The app never sees these requests, so they are in no call record: count them here.
+        metrics.PROTOCOL_REFUSALS.labels(answer[9:12].decode()).inc()
         current = self.current
         if current is None or current.complete:
             self.transport.write(answer)

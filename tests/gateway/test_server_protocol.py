@@ -17,6 +17,7 @@ import httptools
 import pytest
 from uvicorn.server import ServerState
 
+from gateway.errors import ResponseAborted
 from gateway.server import GatewayHttpProtocol
 from gateway.settings import GatewaySettings
 
@@ -587,3 +588,36 @@ def test_an_answer_without_a_length_is_sent_chunked(connect, app):
     assert b"transfer-encoding: chunked\r\n" in raw
     answer = conn.only_answer()
     assert answer.body == b"one two" and not conn.transport.closed
+
+
+# -- answers the app cannot complete ----------------------------------------------------------
+
+
+def test_an_aborted_chunked_answer_closes_the_connection_without_its_final_chunk(connect, app):
+    async def cut_short(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ResponseAborted("upstream_truncated")
+
+    app.answer = cut_short
+    conn = connect()
+    conn.send(get() + get(b"/next"))  # a pipelined request must not be answered after it
+    conn.run_until_closed()
+    raw = bytes(conn.transport.written)
+    assert b"7\r\npartial\r\n" in raw and not raw.endswith(b"0\r\n\r\n")
+    assert conn.answers() == [] and len(app.calls) == 1
+
+
+def test_a_body_shorter_than_its_content_length_closes_the_connection(connect, app):
+    async def short(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"only ten b"})
+
+    app.answer = short
+    conn = connect()
+    conn.send(get())
+    conn.run_until_closed()
+    # The client reads 10 of 100 bytes and then the end of the connection: an incomplete
+    # answer, never the start of a next one.
+    assert conn.transport.closed and bytes(conn.transport.written).endswith(b"only ten b")
