@@ -91,8 +91,8 @@ class ResponseCache:
         )
         self._store_sha: str | None = None
 
-    def key_for(self, version_id: int, application_id: int, method: str, path: str, query_string: bytes) -> str:
-        # HEAD is answered from the GET entry: same headers, the body is dropped.
+    def key_for(self, version_id: int, application_id: int, path: str, query_string: bytes) -> str:
+        """One key for GET and HEAD: HEAD is answered from the GET entry, without the body."""
         digest = hashlib.sha256(path.encode() + b"?" + b"&".join(sorted(query_string.split(b"&")))).hexdigest()
         return f"{KEY_PREFIX}{version_id}:{application_id}:{digest[:40]}"
 

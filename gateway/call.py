@@ -282,7 +282,7 @@ class Call:
             self.headers_out.append((b"x-cache", b"MISS"))
             return False
         assert self.path is not None
-        self.cache_key = cache.key_for(route.version_id, key.application_id, "GET", self.path.decoded, self.query)
+        self.cache_key = cache.key_for(route.version_id, key.application_id, self.path.decoded, self.query)
         cached = await cache.lookup(self.cache_key)
         if cached is None:
             self.headers_out.append((b"x-cache", b"MISS"))

@@ -18,7 +18,7 @@ from gateway.calllog import CallLogBuffer, records_of
 from gateway.callrecord import CallRecord
 from portal import embedded_redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make(i):
