@@ -67,7 +67,6 @@ from urllib.parse import unquote
 
 import httptools
 
-from gateway import metrics
 from gateway.errors import ResponseAborted
 from gateway.settings import GatewaySettings, gateway_settings
 
@@ -146,6 +145,14 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 
 class _Refusal(Exception):
     """Raised in a parser callback after the request was refused, to stop the parser."""
+
+
+def _count_refusal(status: str) -> None:
+    # Imported here, not at the top: gunicorn's master imports this module (the worker
+    # class) before its on_starting hook has made the metrics directory.
+    from gateway import metrics
+
+    metrics.PROTOCOL_REFUSALS.labels(status).inc()
 
 
 class _Exchange:
@@ -413,7 +420,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)  # a stream server's
         if len(self.server_state.connections) >= self.max_connections:
             self.refused = True
-            metrics.PROTOCOL_REFUSALS.labels("503").inc()
+            _count_refusal("503")
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()
             return
@@ -497,7 +504,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         close after the requests already read are answered."""
         self.refused = True
         # The app never sees these requests, so they are in no call record: count them here.
-        metrics.PROTOCOL_REFUSALS.labels(answer[9:12].decode()).inc()
+        _count_refusal(answer[9:12].decode())
         current = self.current
         if current is None or current.complete:
             self.transport.write(answer)
