@@ -101,7 +101,7 @@ def test_a_dead_redis_is_a_miss_and_store_does_not_raise():
 
 def test_a_corrupt_entry_is_a_miss():
     async def scenario(cache):
-        key = cache.key_for(9, 9, "GET", "/corrupt", b"")
+        key = cache.key_for(9, 9, "/corrupt", b"")
         await cache._redis.set(key, b"garbage", ex=30)
         return await cache.lookup(key)
 
@@ -113,7 +113,7 @@ def test_an_upstream_max_age_of_a_year_is_cut_to_the_routes_ttl():
 
     async def scenario(cache):
         ttl = cache.ttl_for(200, year, 60)
-        key = cache.key_for(_version(), 1, "GET", "/year", b"")
+        key = cache.key_for(_version(), 1, "/year", b"")
         await cache.store(key, CachedResponse(200, year, b"{}"), ttl)
         return ttl, await cache._redis.ttl(key)
 
@@ -136,9 +136,9 @@ def test_each_version_keeps_at_most_its_cap_of_entries_and_evicts_the_oldest():
     busy, quiet = _version(), _version()
 
     async def scenario(cache):
-        quiet_key = cache.key_for(quiet, 1, "GET", "/quiet", b"")
+        quiet_key = cache.key_for(quiet, 1, "/quiet", b"")
         await cache.store(quiet_key, CachedResponse(200, JSON, b"quiet"), 60)
-        keys = [cache.key_for(busy, 1, "GET", "/items", b"page=%d" % n) for n in range(8)]
+        keys = [cache.key_for(busy, 1, "/items", b"page=%d" % n) for n in range(8)]
         for n, key in enumerate(keys):
             await cache.store(key, CachedResponse(200, JSON, b"%d" % n), 60)
         found = [await cache.lookup(key) for key in keys]
@@ -164,10 +164,10 @@ def test_expired_entries_leave_the_index_so_they_do_not_count_against_the_cap():
 
     async def scenario(cache):
         for n in range(3):
-            key = cache.key_for(version, 1, "GET", "/short", b"n=%d" % n)
+            key = cache.key_for(version, 1, "/short", b"n=%d" % n)
             await cache.store(key, CachedResponse(200, JSON, b""), 1)
         await asyncio.sleep(1.1)
-        fresh = cache.key_for(version, 1, "GET", "/fresh", b"")
+        fresh = cache.key_for(version, 1, "/fresh", b"")
         await cache.store(fresh, CachedResponse(200, JSON, b"fresh"), 60)
         return fresh, await cache._redis.zrange(f"portico:cache:idx:{version}", 0, -1)
 
