@@ -6,8 +6,10 @@ Request: ``system`` -> a system message; user ``tool_result`` blocks -> ``tool``
 (placed before the rest of that user turn, as OpenAI wants them right after the call);
 assistant ``tool_use`` blocks -> ``tool_calls``; ``tools[].input_schema`` -> function
 ``parameters``; ``tool_choice`` auto/any/tool/none -> auto/required/function/none;
-``stop_sequences`` -> ``stop``; ``metadata.user_id`` -> ``user``; ``top_k`` stays as an
-extra canonical field (providers that have it use it, the others drop it). Fields with no
+``stop_sequences`` -> ``stop``; ``output_config.format`` -> ``response_format``
+(json_schema); ``metadata.user_id`` -> ``user``; ``temperature``/``top_p`` as they are
+(the current SDK no longer offers them, older clients still send them); ``top_k`` stays as
+an extra canonical field (providers that have it use it, the others drop it). Fields with no
 canonical meaning (``thinking``, ``service_tier``, ``container``, ...) are ignored; blocks
 the canonical format cannot carry (documents, server tools, images inside tool results)
 are refused with a 400 rather than silently dropped. Earlier ``thinking`` blocks of
@@ -259,6 +261,21 @@ def _tool_choice(value: object, tool_names: set[str], request: Json) -> None:
             request["parallel_tool_calls"] = False
 
 
+def _output_config(value: object, request: Json) -> None:
+    """Structured outputs: ``output_config.format`` (a JSON schema the answer must match)
+    -> ``response_format`` json_schema. ``effort`` has no canonical meaning: ignored."""
+    config = v.obj(value, "output_config")
+    if config.get("format") is None:
+        return
+    fmt = v.obj(config["format"], "output_config.format")
+    v.one_of(fmt.get("type"), "output_config.format.type", ("json_schema",))
+    schema = v.obj(_required(fmt, "schema", "output_config.format.schema"), "output_config.format.schema")
+    request["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+
+
 def parse_messages_request(body: bytes | bytearray | memoryview) -> Json:
     """A ``/v1/messages`` body, checked, as the canonical request (``model`` = the client's
     alias). ``max_tokens`` is required, as Anthropic requires it. A streamed request asks
@@ -287,6 +304,8 @@ def parse_messages_request(body: bytes | bytearray | memoryview) -> Json:
         request["top_p"] = v.number(body_obj["top_p"], "top_p", 0, 1)
     if body_obj.get("top_k") is not None:
         request["top_k"] = v.integer(body_obj["top_k"], "top_k", 1, 2**31 - 1)
+    if body_obj.get("output_config") is not None:
+        _output_config(body_obj["output_config"], request)
     if body_obj.get("metadata") is not None:
         metadata = v.obj(body_obj["metadata"], "metadata")
         if metadata.get("user_id") is not None:
