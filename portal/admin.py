@@ -122,8 +122,8 @@ class ConfigChangeAdmin(admin.ModelAdmin):
 
 @admin.register(Api)
 class ApiAdmin(ConfigChangeAdmin):
-    list_display = ["name", "slug", "owner", "visibility", "updated_at"]
-    list_filter = ["visibility", "tags"]
+    list_display = ["name", "slug", "kind", "owner", "visibility", "updated_at"]
+    list_filter = ["kind", "visibility", "tags"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["tags"]

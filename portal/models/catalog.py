@@ -26,6 +26,45 @@ def validate_base_path_not_reserved(value: str) -> None:
         raise ValidationError(RESERVED_BASE_PATH_MESSAGE, code="reserved")
 
 
+# The gateway answers the LLM endpoints (OpenAI- and Anthropic-compatible) at its root, for
+# every AI route. A REST base path equal to one of them, or a prefix of one on a segment
+# boundary (/v1, /v1/chat), or under one (/v1/models/x: OpenAI's "retrieve model",
+# /v1/messages/count_tokens), would take their traffic or be taken by it.
+LLM_ENDPOINT_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages")
+LLM_ENDPOINT_MESSAGE = (
+    "This base path would shadow the gateway's LLM endpoints (/v1/chat/completions, /v1/embeddings, "
+    "/v1/models, /v1/messages), which it serves at its root; choose another base path."
+)
+
+
+def shadows_llm_endpoint(path: str) -> bool:
+    """True when ``path`` equals an LLM endpoint, is a prefix of one on a segment boundary,
+    or lies under one. Compared in any case, like /_portico."""
+    path = path.lower().rstrip("/")
+    if not path:
+        return False
+    return any(
+        endpoint == path or endpoint.startswith(path + "/") or path.startswith(endpoint + "/")
+        for endpoint in LLM_ENDPOINT_PATHS
+    )
+
+
+def validate_base_path_not_llm_endpoint(value: str) -> None:
+    if shadows_llm_endpoint(value):
+        raise ValidationError(LLM_ENDPOINT_MESSAGE, code="reserved_llm")
+
+
+def base_path_refusal(path: str | None) -> str | None:
+    """Why the gateway must never route ``path`` as a REST base path, or None when it may."""
+    if not path:
+        return None
+    if is_reserved_base_path(path):
+        return RESERVED_BASE_PATH_MESSAGE
+    if shadows_llm_endpoint(path):
+        return LLM_ENDPOINT_MESSAGE
+    return None
+
+
 class Visibility(models.TextChoices):
     PUBLIC = "public", "Public: every developer sees it"
     PRIVATE = "private", "Private: only the owner tenant sees it"
@@ -41,8 +80,19 @@ class Tag(models.Model):
         return self.name
 
 
+class ApiKind(models.TextChoices):
+    REST = "rest", "REST: versions route by base path to upstream targets"
+    AI = "ai", "AI: versions publish LLM model routes (llm.ModelRoute) on the gateway's /v1 endpoints"
+
+
 class Api(models.Model):
-    """A product in the catalog. Versions carry the routing; plans carry the limits."""
+    """A product in the catalog. Versions carry the routing; plans carry the limits.
+
+    A REST API's versions route by base path to upstream targets. An AI API's versions carry
+    only the lifecycle (published, deprecated, retired): its model routes (``llm.ModelRoute``)
+    are served on the gateway's LLM endpoints, and plans, subscriptions and keys work as for
+    REST APIs.
+    """
 
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=120)
@@ -50,6 +100,7 @@ class Api(models.Model):
     description = models.TextField(blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="apis")
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    kind = models.CharField(max_length=8, choices=ApiKind.choices, default=ApiKind.REST)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +110,21 @@ class Api(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_ai(self) -> bool:
+        return self.kind == ApiKind.AI
+
+    def clean(self) -> None:
+        if self.pk is None or self.kind == ApiKind.AI:
+            return
+        # Turning an AI API into a REST one: its versions need base paths and its model
+        # routes would be orphaned (their gateway would stop serving them).
+        if self.versions.filter(base_path__isnull=True).exists():
+            raise ValidationError({"kind": "Some versions of this API have no base path; a REST API needs one each."})
+        routes = getattr(self, "llm_routes", None)
+        if routes is not None and routes.exists():
+            raise ValidationError({"kind": "LLM model routes are published through this API; move them first."})
 
 
 class VersionState(models.TextChoices):
@@ -84,8 +150,13 @@ class ApiVersion(models.Model):
     base_path = models.CharField(
         max_length=200,
         unique=True,
-        validators=[base_path_validator, validate_base_path_not_reserved],
-        help_text="Where the gateway serves this version, e.g. /weather/v1. Paths under /_portico are reserved.",
+        null=True,
+        blank=True,
+        validators=[base_path_validator, validate_base_path_not_reserved, validate_base_path_not_llm_endpoint],
+        help_text=(
+            "Where the gateway serves this version, e.g. /weather/v1 (REST APIs only; an AI API's routes are "
+            "served on the gateway's /v1 LLM endpoints). Paths under /_portico and the LLM endpoints are reserved."
+        ),
     )
     host = models.CharField(
         max_length=200, blank=True, help_text="Optional: only route requests whose Host header matches."
@@ -115,6 +186,11 @@ class ApiVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api.name} {self.version}"
+
+    def clean(self) -> None:
+        api = getattr(self, "api", None) if self.api_id else None
+        if api is not None and not api.is_ai and not self.base_path:
+            raise ValidationError({"base_path": "A version of a REST API needs a base path."})
 
     @property
     def is_visible_to_developers(self) -> bool:

@@ -122,7 +122,9 @@ def active_plans(api: Api) -> QuerySet[Plan]:
 
 
 def gateway_base_url(version: ApiVersion, gateway_url: str) -> str:
-    return gateway_url.rstrip("/") + version.base_path
+    # An AI API's versions have no base path: their routes answer on the gateway's LLM
+    # endpoints, and /v1 is the base URL the OpenAI SDK takes.
+    return gateway_url.rstrip("/") + (version.base_path or "/v1")
 
 
 def try_it_document(version: ApiVersion, gateway_url: str) -> dict:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import ApiVersion, VersionState
-from portal.models.catalog import RESERVED_BASE_PATH_MESSAGE, is_reserved_base_path
+from portal.models.catalog import ApiKind, base_path_refusal
 from portal.services import audit
 from portal.services.access import require_staff
 from portal.services.config_signal import publish_config_change
@@ -61,10 +61,17 @@ def _move(version: ApiVersion, target: str, actor, **details) -> ApiVersion:
 
 def publish_version(version: ApiVersion, actor) -> ApiVersion:
     require_staff(actor)
-    # The field's validator stops new ones; this stops a version saved without full_clean
-    # (or before the rule existed) from ever being routed over the gateway's own endpoints.
-    if is_reserved_base_path(version.base_path):
-        raise InvalidInput(RESERVED_BASE_PATH_MESSAGE)
+    # The field's validators stop new ones; this stops a version saved without full_clean
+    # (or before the rule existed) from ever being routed over the gateway's own endpoints
+    # (operations under /_portico, the LLM endpoints under /v1).
+    if refusal := base_path_refusal(version.base_path):
+        raise InvalidInput(refusal)
+    if version.api.kind == ApiKind.AI:
+        # An AI API's version carries only the lifecycle: its model routes (llm.ModelRoute)
+        # say where calls go, so it needs neither a base path nor upstream targets.
+        return _move(version, VersionState.PUBLISHED, actor)
+    if not version.base_path:
+        raise InvalidInput("A version of a REST API needs a base path before it is published.")
     if not version.targets.filter(enabled=True).exists():
         raise InvalidInput("A version needs at least one enabled upstream target before it is published.")
     return _move(version, VersionState.PUBLISHED, actor)
