@@ -5,6 +5,9 @@ through its own transport hook (``httpx2.MockTransport``)."""
 
 from __future__ import annotations
 
+import copy
+import random
+
 import anthropic
 import httpx2
 import orjson
@@ -653,3 +656,74 @@ def test_the_format_is_registered_by_name():
 def test_the_anthropic_sdk_lists_our_models():
     sdk = client(answering(200, ANTHROPIC.render_models(["team-claude", "team-haiku"])))
     assert [(m.id, m.type) for m in sdk.models.list()] == [("team-claude", "model"), ("team-haiku", "model")]
+
+
+# -- mutation sweep ------------------------------------------------------------------------------
+
+ODD_VALUES = [None, True, 0, -1, 1.5, 2**63 - 1, 1e300, "", "\x00", "a" * 300, [], [None], [{}], {}, {"type": None}]
+
+
+def mutations(valid: dict, count: int, seed: int):
+    """``count`` bodies, each ``valid`` with up to three parts replaced by odd values or removed."""
+    rnd = random.Random(seed)
+
+    def paths(node, path=()):
+        yield path
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from paths(child, (*path, key))
+
+    for _ in range(count):
+        body = copy.deepcopy(valid)
+        for _ in range(rnd.randint(1, 3)):
+            *parents, last = rnd.choice(list(paths(body))[1:])
+            try:
+                node = body
+                for key in parents:
+                    node = node[key]
+                if isinstance(node, dict) and rnd.random() < 0.2:
+                    del node[last]
+                else:
+                    node[last] = copy.deepcopy(rnd.choice(ODD_VALUES))
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier replacement removed that path
+        yield orjson.dumps(body)
+
+
+def test_no_mutation_of_a_valid_body_crashes_the_translation():
+    valid = {
+        "model": ALIAS,
+        "max_tokens": 5,
+        "system": [{"type": "text", "text": "s"}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "t"}, {"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "r"}]}],
+            },
+        ],
+        "tools": [{"name": "f", "input_schema": {}}],
+        "tool_choice": {"type": "tool", "name": "f", "disable_parallel_tool_use": True},
+        "stop_sequences": ["x"],
+        "metadata": {"user_id": "u"},
+        "output_config": {"format": {"type": "json_schema", "schema": {}}},
+        "stream": True,
+    }
+    refusals = 0
+    for raw in mutations(valid, 1500, seed=12):
+        try:
+            orjson.dumps(ANTHROPIC.parse_chat(raw))
+        except InvalidRequest as refused_body:
+            assert refused_body.message
+            refusals += 1
+    assert refusals > 1000  # the sweep does reach the checks

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import random
 import struct
 
 import httpx2
@@ -773,3 +775,67 @@ def test_the_sdk_lists_our_models():
 
 def test_an_empty_model_list_is_a_valid_page():
     assert list(client(answering(200, OPENAI.render_models([]))).models.list()) == []
+
+
+# -- mutation sweep ------------------------------------------------------------------------------
+
+ODD_VALUES = [None, True, 0, -1, 1.5, 2**63 - 1, 1e300, "", "\x00", "a" * 300, [], [None], [{}], {}, {"type": None}]
+
+
+def mutations(valid: dict, count: int, seed: int):
+    """``count`` bodies, each ``valid`` with up to three parts replaced by odd values or removed."""
+    rnd = random.Random(seed)
+
+    def paths(node, path=()):
+        yield path
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from paths(child, (*path, key))
+
+    for _ in range(count):
+        body = copy.deepcopy(valid)
+        for _ in range(rnd.randint(1, 3)):
+            *parents, last = rnd.choice(list(paths(body))[1:])
+            try:
+                node = body
+                for key in parents:
+                    node = node[key]
+                if isinstance(node, dict) and rnd.random() < 0.2:
+                    del node[last]
+                else:
+                    node[last] = copy.deepcopy(rnd.choice(ODD_VALUES))
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier replacement removed that path
+        yield orjson.dumps(body)
+
+
+def test_no_mutation_of_a_valid_body_crashes_the_parser():
+    valid = {
+        "model": ALIAS,
+        "messages": [
+            {"role": "system", "content": "s"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "u"}}],
+            },
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c", "content": "r"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {}}},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "stop": ["x"],
+    }
+    refusals = 0
+    for raw in mutations(valid, 1500, seed=11):
+        try:
+            orjson.dumps(OPENAI.parse_chat(raw))
+        except InvalidRequest as refused_body:
+            assert refused_body.message
+            refusals += 1
+    assert refusals > 1000  # the sweep does reach the checks
