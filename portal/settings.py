@@ -39,6 +39,36 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _encryption_keys() -> list[str]:
+    """Fernet keys for provider credentials (``llm.crypto``): PORTICO_ENCRYPTION_KEY, several
+    comma-separated for rotation (the first encrypts, all decrypt). Without it (local runs)
+    one is generated once under var/, created atomically so concurrent first starts (portal,
+    gateway workers, celery) all read the same complete key."""
+    if keys := env_list("PORTICO_ENCRYPTION_KEY", ""):
+        return keys
+    path = VAR_DIR / "encryption_key"
+    if not path.exists():
+        import base64
+        import contextlib
+        import secrets
+        import tempfile
+
+        fd, temporary = tempfile.mkstemp(dir=VAR_DIR, prefix=".encryption_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)))
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process got there first: keep theirs
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    return [path.read_text().strip()]
+
+
+PORTICO_ENCRYPTION_KEYS = _encryption_keys()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000")
@@ -56,6 +86,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "portal",
     "analytics",
+    "llm",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +221,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SubscriptionStateEnum": "portal.models.SubscriptionState",
         "VersionStateEnum": "portal.models.VersionState",
+        "ProviderKindEnum": "llm.models.ProviderKind",
+        "ProviderKeyStateEnum": "llm.models.KeyState",
+        "ModelCapabilityEnum": "llm.models.Capability",
+        "PiiModeEnum": "llm.models.PiiMode",
+        "PiiDetectorEnum": "llm.models.PiiDetector",
+        "BudgetScopeEnum": "llm.models.BudgetScope",
+        "BudgetPeriodEnum": "llm.models.BudgetPeriod",
     },
     # Tags and operation ids from the resource (keys, subscriptions, ...), not from "v1".
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
@@ -206,6 +244,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "ingest-call-logs": {"task": "analytics.ingest_call_logs", "schedule": 5.0},
+    "send-budget-alerts": {"task": "llm.send_budget_alerts", "schedule": 60.0},
 }
 
 RATELIMIT_USE_CACHE = "default"
@@ -227,6 +266,8 @@ LOGGING = {
 
 # Email the tenant's owners when an admin approves or rejects a subscription request.
 PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS", True)
+# Email the tenant's owners when an LLM spend budget reaches 80 % and 100 % (once per period each).
+PORTICO_NOTIFY_BUDGET_ALERTS = env_bool("PORTICO_NOTIFY_BUDGET_ALERTS", True)
 # How long a rotated key's old secret keeps working, so clients can roll over without downtime.
 PORTICO_KEY_ROTATION_GRACE_SECONDS = int(os.environ.get("PORTICO_KEY_ROTATION_GRACE_SECONDS", "86400"))
 # New accounts wait for an administrator to activate them (and cannot log in until then).
