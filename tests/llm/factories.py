@@ -20,7 +20,9 @@ def ai_api(owner, staff, *, slug: str = "llm", publish: bool = True) -> Api:
 
 
 def provider(staff, *, kind: str = "openai", name: str | None = None, path: str = "/openai/v1", **extra) -> Provider:
-    return services.create_provider(actor=staff, name=name or f"{kind} provider", kind=kind, base_url=MOCK + path, **extra)
+    return services.create_provider(
+        actor=staff, name=name or f"{kind} provider", kind=kind, base_url=MOCK + path, **extra
+    )
 
 
 def model(staff, on: Provider, upstream: str = "gpt-4o-mini", **extra) -> Model:
@@ -31,4 +33,6 @@ def model(staff, on: Provider, upstream: str = "gpt-4o-mini", **extra) -> Model:
 
 def route(staff, api: Api, alias: str, targets, fallbacks=(), **settings) -> ModelRoute:
     specs = [t if isinstance(t, services.TargetSpec) else services.TargetSpec(t) for t in targets]
-    return services.create_route(actor=staff, alias=alias, api=api, targets=specs, fallbacks=list(fallbacks), **settings)
+    return services.create_route(
+        actor=staff, alias=alias, api=api, targets=specs, fallbacks=list(fallbacks), **settings
+    )
