@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from llm.rest import views as llm_views
 from portal.rest.views import applications, catalog, keys, subscriptions, tokens, versions
 
 router = DefaultRouter(trailing_slash=True)
@@ -12,6 +13,7 @@ router.register("keys", keys.ApiKeyViewSet, basename="key")
 router.register("subscriptions", subscriptions.SubscriptionViewSet, basename="subscription")
 router.register("tokens", tokens.AccessTokenViewSet, basename="token")
 router.register("versions", versions.VersionViewSet, basename="version")
+llm_views.register(router)  # /api/v1/llm/providers, keys, models, routes, budgets
 
 
 def not_found(request):
