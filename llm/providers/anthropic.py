@@ -16,6 +16,9 @@ Requests from canonical:
   outputs, JSON schema); ``json_object`` has no Anthropic equivalent (a schema is required),
   so it becomes an instruction at the end of ``system`` to answer with one JSON object only.
 - ``n`` > 1 is refused (one answer per call).
+- a tool's ``strict`` flag is dropped: Anthropic's strict tool use exists only on recent
+  models and an older one would refuse the whole request for it, while without it the tool
+  still works (only the schema guarantee is lost).
 
 Answers: text blocks → content, ``tool_use`` → ``tool_calls``, thinking blocks dropped;
 ``stop_reason`` mapped by ``FINISH_REASONS``; usage: prompt = input + cache reads + cache
@@ -273,8 +276,6 @@ class AnthropicAdapter:
             }
             if isinstance(function.get("description"), str):
                 tool["description"] = function["description"]
-            if function.get("strict") is True:
-                tool["strict"] = True
             tools.append(tool)
         body["tools"] = tools
         mapped: Json | None
