@@ -47,3 +47,21 @@ def notify_subscription_decision(subscription: Subscription) -> None:
             log.exception("could not send the subscription decision email for %s", subscription.pk)
 
     transaction.on_commit(send)
+
+
+def notify_tenant_owners(tenant, subject: str, body: str) -> int:
+    """E-mail every owner of ``tenant`` once the current transaction commits (a failure is
+    logged, never raised). Returns how many addresses it goes to; callers check their own
+    PORTICO_NOTIFY_... setting first."""
+    recipients = owners_emails(tenant) if tenant is not None else []
+    if not recipients:
+        return 0
+
+    def send():
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        except Exception:  # a broken mail server must not fail the caller's work
+            log.exception("could not send %r to the owners of tenant %s", subject, tenant.pk)
+
+    transaction.on_commit(send)
+    return len(recipients)
