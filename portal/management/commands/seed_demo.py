@@ -1,5 +1,7 @@
 """Seed a demo: an admin, two tenants, APIs in every lifecycle state, plans, an application
-with an approved subscription and a key. Safe to run again: nothing is duplicated."""
+with an approved subscription and a key, and the LLM gateway: an AI API with providers of
+every kind on the mock provider, priced models and routes. Safe to run again: nothing is
+duplicated."""
 
 import os
 from datetime import timedelta
@@ -9,6 +11,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from llm import services as llm_services
+from llm.models import Budget, Model, ModelRoute, Provider
 from portal.models import (
     Api,
     ApiKey,
@@ -23,9 +27,13 @@ from portal.models import (
     UpstreamTarget,
     VersionState,
 )
+from portal.models.catalog import ApiKind
 from portal.services import keys, lifecycle, subscriptions
 
 DEMO_UPSTREAM = os.environ.get("PORTICO_DEMO_UPSTREAM", "http://127.0.0.1:9001")
+# One mock process (`python -m llm.mock_provider --port 9100`, in the Procfile) speaks every
+# provider's wire format under its own prefix, so the demo needs no internet and no real key.
+DEMO_LLM = os.environ.get("PORTICO_DEMO_LLM", "http://127.0.0.1:9100").rstrip("/")
 ADMIN = ("admin", "admin@portico.local", "portico-admin")
 DEVELOPER = ("dev", "dev@acme.example", "portico-dev")
 
@@ -92,6 +100,50 @@ CATALOG = [
 ]
 
 
+LLM_API = ("portico-llm", "Portico LLM", "OpenAI- and Anthropic-compatible chat and embeddings over every provider.")
+LLM_PROVIDERS = [
+    # name, kind, path under the mock provider
+    ("Mock OpenAI", "openai", "/openai/v1"),
+    ("Mock Azure OpenAI", "azure-openai", "/azure"),
+    ("Mock Anthropic", "anthropic", "/anthropic"),
+    ("Mock Gemini", "gemini", "/gemini"),
+    ("Mock Mistral", "mistral", "/mistral/v1"),
+    ("Mock local server", "openai-compatible", "/compatible/v1"),
+]
+CHAT = ["chat", "tools", "vision", "json"]
+LLM_MODELS = [
+    # provider, upstream name, display name, USD per million (input, output, cached input), context, capabilities
+    ("Mock OpenAI", "gpt-4o-mini", "GPT-4o mini", ("0.15", "0.60", "0.075"), 128_000, CHAT),
+    ("Mock OpenAI", "text-embedding-3-small", "Embedding 3 small", ("0.02", "0", None), 8_191, ["embeddings"]),
+    ("Mock Azure OpenAI", "gpt-4o-mini-deployment", "GPT-4o mini (Azure)", ("0.15", "0.60", "0.075"), 128_000, CHAT),
+    ("Mock Anthropic", "claude-3-5-haiku-20241022", "Claude 3.5 Haiku", ("0.80", "4.00", "0.08"), 200_000, CHAT),
+    ("Mock Gemini", "gemini-2.0-flash", "Gemini 2.0 Flash", ("0.10", "0.40", "0.025"), 1_048_576, CHAT),
+    (
+        "Mock Mistral",
+        "mistral-small-latest",
+        "Mistral Small",
+        ("0.20", "0.60", None),
+        32_000,
+        ["chat", "tools", "json"],
+    ),
+    # No price: its calls record cost as unknown (never 0).
+    ("Mock local server", "llama3.1:8b", "Llama 3.1 8B (local)", (None, None, None), 131_072, ["chat", "tools"]),
+]
+LLM_ROUTES = [
+    # alias, [(provider, upstream, weight)], [fallback (provider, upstream)]
+    ("gpt-4o-mini", [("Mock OpenAI", "gpt-4o-mini", 100)], [("Mock Anthropic", "claude-3-5-haiku-20241022")]),
+    ("claude-haiku", [("Mock Anthropic", "claude-3-5-haiku-20241022", 100)], []),
+    ("gemini-flash", [("Mock Gemini", "gemini-2.0-flash", 100)], []),
+    ("mistral-small", [("Mock Mistral", "mistral-small-latest", 100)], []),
+    ("azure-gpt", [("Mock Azure OpenAI", "gpt-4o-mini-deployment", 100)], []),
+    ("local-llama", [("Mock local server", "llama3.1:8b", 100)], []),
+    ("text-embedding-3-small", [("Mock OpenAI", "text-embedding-3-small", 100)], []),
+    # An A/B split: 70 % of calls to OpenAI, 30 % to Gemini.
+    ("chat-ab", [("Mock OpenAI", "gpt-4o-mini", 70), ("Mock Gemini", "gemini-2.0-flash", 30)], []),
+]
+DEMO_TENANT_MONTHLY_BUDGET_USD = "25"
+
+
 class Command(BaseCommand):
     help = __doc__
 
@@ -125,6 +177,12 @@ class Command(BaseCommand):
         sub, _ = subscriptions.request_subscription(app, payments, payments.plans.get(name="Standard"), dev)
         if sub.state == SubscriptionState.PENDING:
             subscriptions.approve_subscription(sub, admin, reason="Demo: approved by the seed.")
+        llm_api = self._llm(publisher, admin)
+        subscriptions.request_subscription(app, llm_api, llm_api.plans.get(name="Free"), dev)
+        if not Budget.objects.filter(tenant=acme).exists():
+            llm_services.create_budget(
+                actor=admin, subject=acme, period="monthly", spend_limit_usd=DEMO_TENANT_MONTHLY_BUDGET_USD
+            )
 
         self.stdout.write(self.style.SUCCESS("Demo data is ready."))
         self.stdout.write(f"  admin:     {ADMIN[0]} / {ADMIN[2]}   (Django admin at /admin/)")
@@ -140,6 +198,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  demo key:  {secret}   (shown once; only its hash is stored)")
             self.stdout.write(
                 f"  try:       curl -H 'Authorization: Bearer {secret}' http://127.0.0.1:8080/weather/v2/forecast"
+            )
+            self.stdout.write(
+                f"  LLM:       curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
+                "http://127.0.0.1:8080/v1/chat/completions "
+                """-d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'"""
             )
 
     def _user(self, username, email, password, *, staff):
@@ -171,3 +234,57 @@ class Command(BaseCommand):
             lifecycle.deprecate_version(version, admin, sunset_at=timezone.now() + timedelta(days=90))
         elif final_state == VersionState.RETIRED:
             lifecycle.retire_version(version, admin, reason="Replaced by the new warehouse API.")
+
+    def _llm(self, publisher, admin):
+        """The AI API, its providers (every kind, on the mock provider), models and routes."""
+        slug, name, description = LLM_API
+        api, _ = Api.objects.get_or_create(
+            slug=slug, defaults={"name": name, "description": description, "owner": publisher, "kind": ApiKind.AI}
+        )
+        api.tags.set([Tag.objects.get_or_create(name=t)[0] for t in ("ai", "llm")])
+        Plan.objects.get_or_create(
+            api=api, name="Free", defaults={"requires_approval": False, "requests_per_minute": 600}
+        )
+        version, _ = ApiVersion.objects.get_or_create(api=api, version="v1", defaults={"base_path": None})
+        if version.state == VersionState.DRAFT:
+            lifecycle.publish_version(version, admin)
+
+        for provider_name, kind, path in LLM_PROVIDERS:
+            provider = Provider.objects.filter(name=provider_name).first()
+            if provider is None:
+                provider = llm_services.create_provider(
+                    actor=admin, name=provider_name, kind=kind, base_url=DEMO_LLM + path
+                )
+            if not provider.keys.exists():
+                # The mock accepts any key (except one containing "invalid").
+                llm_services.add_key(provider, actor=admin, secret=f"sk-demo-{kind}-000000000001", label="demo")
+
+        models = {}
+        for provider_name, upstream, display, prices, context, capabilities in LLM_MODELS:
+            provider = Provider.objects.get(name=provider_name)
+            model = Model.objects.filter(provider=provider, upstream_name=upstream).first()
+            if model is None:
+                model = llm_services.create_model(
+                    actor=admin,
+                    provider=provider,
+                    upstream_name=upstream,
+                    display_name=display,
+                    input_price=prices[0],
+                    output_price=prices[1],
+                    cached_input_price=prices[2],
+                    context_window=context,
+                    capabilities=capabilities,
+                )
+            models[(provider_name, upstream)] = model
+
+        for alias, targets, fallbacks in LLM_ROUTES:
+            if ModelRoute.objects.filter(alias=alias).exists():
+                continue
+            llm_services.create_route(
+                actor=admin,
+                alias=alias,
+                api=api,
+                targets=[llm_services.TargetSpec(models[(p, m)], weight) for p, m, weight in targets],
+                fallbacks=[models[key] for key in fallbacks],
+            )
+        return api
