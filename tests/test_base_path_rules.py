@@ -169,3 +169,12 @@ def test_an_ai_api_whose_versions_lack_base_paths_cannot_become_rest(publisher):
     with pytest.raises(ValidationError) as refused:
         ai.full_clean()
     assert "kind" in refused.value.error_dict
+
+
+def test_an_ai_apis_catalog_pages_show_the_gateways_v1_as_its_base_url(client, publisher, staff, settings):
+    settings.PORTICO_GATEWAY_URL = "http://gw.example:8080/"
+    ai = Api.objects.create(slug="llm", name="LLM", owner=publisher, kind=ApiKind.AI)
+    lifecycle.publish_version(ApiVersion.objects.create(api=ai, version="v1", base_path=None), staff)
+    for url in (reverse("api_detail", args=["llm"]), reverse("api_docs", args=["llm", "v1"])):
+        page = client.get(url)
+        assert page.status_code == 200 and "http://gw.example:8080/v1" in page.content.decode()
