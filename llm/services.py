@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -42,7 +42,7 @@ from portal.services.access import require_staff
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput
 
-Actor = AbstractBaseUser | AnonymousUser
+Actor: TypeAlias = AbstractBaseUser | AnonymousUser
 M = TypeVar("M", bound=models.Model)
 
 SECRET_MAX = 4096
@@ -76,7 +76,7 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
-def _apply(obj: models.Model, changes: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, str]:
+def _apply(obj: models.Model, changes: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
     """Set the allowed fields; return what changed (field -> new value as text, for audit)."""
     unknown = sorted(set(changes) - allowed)
     if unknown:
@@ -518,7 +518,7 @@ def delete_route(route: ModelRoute, *, actor: Actor) -> None:
 # -- budgets --------------------------------------------------------------------------------------
 
 BUDGET_FIELDS = frozenset({"period", "spend_limit_usd", "tokens_per_minute", "requests_per_minute"})
-BudgetSubject = ApiKey | Application | Tenant
+BudgetSubject: TypeAlias = ApiKey | Application | Tenant
 
 
 def _scope_of(subject: BudgetSubject) -> tuple[str, dict[str, Any]]:
