@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
 from gateway.auth import AuthFailure, authenticate, key_from_query, presented_key
 from gateway.callrecord import CallRecord
-from gateway.clientaddress import ClientAddress
 from gateway.errors import JSON, Headers, Refusal, ResponseAborted, Send, error_body
 from gateway.routing import BadPath, RequestPath, forwarded_remainder, parse_request_path
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from gateway.app import Gateway
     from gateway.httpclient import UpstreamResponse
@@ -64,12 +63,11 @@ class Call:
         "send",
         "started",
         "method",
-        "method_bytes",
-        "scheme",
         "fields",
         "record",
         "echo_id",
-        "client",
+        "client_ip",
+        "forwarded_for",
         "headers_out",
         "path",
         "forward_path",
@@ -95,8 +93,6 @@ class Call:
         self.receive = receive
         self.send = send
         self.method: str = scope["method"]
-        self.method_bytes = self.method.encode()
-        self.scheme = scope.get("scheme", "http").encode()
         # One C call instead of a Python loop over every header; a repeated header's last
         # value wins. (The server refuses repeated framing headers before we get here.)
         self.fields: dict[bytes, bytes] = dict(scope["headers"])
@@ -105,14 +101,15 @@ class Call:
         sane = client_id is not None and _sane_request_id(client_id)
         self.echo_id: bytes = client_id if sane and client_id is not None else request_id.encode()
         peer = scope["client"][0] if scope.get("client") else ""
-        self.client: ClientAddress = gateway.client_addresses.resolve(peer, self.fields.get(b"x-forwarded-for"))
+        self.client_ip, self.forwarded_for = gateway.client_addresses.resolve(peer, self.fields.get(b"x-forwarded-for"))
+        # Positional: keyword arguments cost twice as much here (0.6 against 0.3 us).
         self.record = CallRecord(
-            request_id=request_id,
-            client_request_id=self.echo_id.decode() if sane else None,
-            time=time.time(),
-            method=self.method,
-            path=scope["path"][:2000],
-            client_ip=self.client.ip,
+            request_id,
+            time.time(),
+            self.method,
+            scope["path"][:2000],
+            self.client_ip,
+            self.echo_id.decode() if sane else None,
         )
         self.headers_out: Headers = [(b"x-request-id", self.echo_id)]
         self.path: RequestPath | None = None
@@ -142,7 +139,7 @@ class Call:
             self.authorize()
             await self.admit()
             self.check_body()
-            if await self.answer_from_cache():
+            if self.route.cache_ttl and await self.answer_from_cache():  # type: ignore[union-attr]
                 return
             response, state, balancer = await self.proxy()
             try:
@@ -221,7 +218,7 @@ class Call:
             key = authenticate(self.snapshot.keys, presented)
         except AuthFailure as failure:
             failures = self.gateway.auth_failures
-            if presented and await failures.record_failure(self.client.ip):
+            if presented and await failures.record_failure(self.client_ip):
                 retry = (b"retry-after", b"%d" % failures.window)
                 raise Refusal(429, "too_many_auth_failures", "Too many failed attempts; wait.", [retry]) from None
             raise Refusal(401, failure.code, failure.message, [WWW_AUTHENTICATE]) from None
@@ -295,16 +292,16 @@ class Call:
         await self.finish(b"" if self.method == "HEAD" else cached.body)
         return True
 
-    async def proxy(self) -> tuple[UpstreamResponse, TargetState, Balancer]:
-        """Pick a target and send; retries and timeouts in ``proxy.UpstreamProxy.send``."""
-        try:
-            return await self.gateway.proxy.send(self)
-        finally:
-            self.record.bytes_in = self.body_bytes
+    # The steps below hand back the awaitable of the module that does the work instead of
+    # awaiting it themselves: a coroutine frame per step cost a visible share of a request.
 
-    async def relay(self, response: UpstreamResponse, state: TargetState, balancer: Balancer) -> None:
+    def proxy(self) -> Awaitable[tuple[UpstreamResponse, TargetState, Balancer]]:
+        """Pick a target and send; retries and timeouts in ``proxy.UpstreamProxy.send``."""
+        return self.gateway.proxy.send(self)
+
+    def relay(self, response: UpstreamResponse, state: TargetState, balancer: Balancer) -> Awaitable[None]:
         """Stream the answer back (``proxy.UpstreamProxy.relay``)."""
-        await self.gateway.proxy.relay(self, response, state, balancer)
+        return self.gateway.proxy.relay(self, response, state, balancer)
 
     def record_call(self) -> None:
         """Append the call record, once per request: just before the answer's last message
@@ -314,22 +311,23 @@ class Call:
         record = self.record
         if not record.status:
             record.status = 500
+        record.bytes_in = self.body_bytes
         record.latency_ms = round(elapsed * 1000, 3)
         self.gateway.calllog.append(record)
         metrics.count_request(record.status, elapsed)
 
     # -- answering ------------------------------------------------------------------------
 
-    async def start_response(self, status: int, headers: Headers) -> None:
+    def start_response(self, status: int, headers: Headers) -> Awaitable[None]:
         self.responded = True
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        return self.send({"type": "http.response.start", "status": status, "headers": headers})
 
-    async def finish(self, body: bytes) -> None:
+    def finish(self, body: bytes) -> Awaitable[None]:
         """Send the answer's last body message. The call is recorded just before it leaves, so
         a worker killed once the client has its answer has already put the record in its
         ring (calllog.py), where the next worker finds it."""
         self.record_call()
-        await self.send({"type": "http.response.body", "body": body})
+        return self.send({"type": "http.response.body", "body": body})
 
     async def refuse(self, refusal: Refusal) -> None:
         record = self.record

@@ -14,6 +14,7 @@ from typing import Any
 # 2 us), and the record is encoded on every request (calllog.append).
 @dataclass
 class CallRecord:
+    # The first six are given positionally on the request path (gateway/call.py): keep their order.
     request_id: str
     time: float  # epoch seconds at the request's arrival
     method: str

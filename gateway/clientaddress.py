@@ -10,15 +10,12 @@ leftmost ones were written by whoever connected first, and can be anything).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from gateway.settings import Network
 
-
-@dataclass(frozen=True, slots=True)
-class ClientAddress:
-    ip: str  # keys the failed-key limiter; recorded in the call log
-    forwarded_for: bytes  # the X-Forwarded-For value sent upstream
+# (the client's address: keys the failed-key limiter, recorded in the call log;
+#  the X-Forwarded-For value sent upstream). A tuple: made on every request.
+ClientAddress = tuple[str, bytes]
 
 
 class ClientAddressResolver:
@@ -41,9 +38,9 @@ class ClientAddressResolver:
 
     def resolve(self, peer: str, x_forwarded_for: bytes | None) -> ClientAddress:
         if not self._trusted or not self._is_trusted(peer):
-            return ClientAddress(peer, peer.encode())
+            return peer, peer.encode()
         if not x_forwarded_for:
-            return ClientAddress(peer, peer.encode())
+            return peer, peer.encode()
         chain = [hop.strip() for hop in x_forwarded_for.decode("latin-1").split(",")]
         client = peer
         for hop in reversed(chain):
@@ -54,4 +51,4 @@ class ClientAddressResolver:
             client = hop
             if not self._is_trusted(hop):
                 break
-        return ClientAddress(client, x_forwarded_for + b", " + peer.encode())
+        return client, x_forwarded_for + b", " + peer.encode()

@@ -78,7 +78,7 @@ def upstream_head(call: Call, target: Target) -> bytes:
     lines = [
         b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
         % (
-            call.method_bytes,
+            call.method.encode(),
             target.path_prefix,
             call.forward_path,
             b"?" + query if query else b"",
@@ -91,7 +91,8 @@ def upstream_head(call: Call, target: Target) -> bytes:
     dropped = {t.strip().lower() for t in connection.split(b",")} if connection else ()
     key_header = call.key_header
     for name, value in call.scope["headers"]:
-        if name in NOT_COPIED_UPSTREAM or name in dropped or name.startswith(IDENTITY_PREFIX):
+        # name[0] == 120 ("x") first: startswith on bytes costs 0.1 us, and few headers need it.
+        if name in NOT_COPIED_UPSTREAM or name in dropped or (name[0] == 120 and name.startswith(IDENTITY_PREFIX)):
             continue
         if name == key_header and name in KEY_HEADERS:
             continue
@@ -108,8 +109,8 @@ def upstream_head(call: Call, target: Target) -> bytes:
         b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nx-request-id: %s\r\n"
         b"x-portico-application-id: %d\r\nx-portico-tenant-id: %d\r\n%s\r\n"
         % (
-            call.client.forwarded_for,
-            call.scheme,
+            call.forwarded_for,
+            b"https" if call.scope.get("scheme") == "https" else b"http",
             call.fields.get(b"host", b""),
             call.echo_id,
             key.application_id,

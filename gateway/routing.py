@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -31,34 +30,42 @@ class BadPath(ValueError):
     """A request path the gateway refuses to route (answered 400 ``bad_path``)."""
 
 
-@dataclass(frozen=True, slots=True)
 class RequestPath:
-    decoded: str  # what routing matches and the call log records
-    raw_segments: list[bytes]  # the client's segments as sent, split on '/' (the first is empty)
+    """A request path as parsed once: what routing matches, and the raw bytes it came from."""
+
+    __slots__ = ("decoded", "raw", "plain")
+
+    def __init__(self, decoded: str, raw: bytes, plain: bool):
+        self.decoded = decoded  # what routing matches and the call log records
+        self.raw = raw  # the client's bytes, cut for the upstream by ``forwarded_remainder``
+        self.plain = plain  # nothing was decoded: ``decoded`` is ``raw`` character for character
 
 
 def parse_request_path(raw_path: bytes) -> RequestPath:
-    """Split and check a request target's path; raise BadPath when it is not one to route."""
-    if not raw_path.startswith(b"/"):
+    """Check a request target's path; raise BadPath when it is not one to route."""
+    # Searched as str: ``in`` on bytes costs about six times as much (0.25 against 0.04 us).
+    path = raw_path.decode("latin-1")
+    if path[:1] != "/":
         raise BadPath("The request path must start with '/'.")
-    raw_segments = raw_path.split(b"/")
-    if b"%" not in raw_path and b"/." not in raw_path and b"\\" not in raw_path:
-        return RequestPath(raw_path.decode("latin-1"), raw_segments)  # the common case: nothing to decode
-    if b"\\" in raw_path or _ENCODED_SEPARATOR.search(raw_path):
+    if "%" not in path and "/." not in path and "\\" not in path:
+        return RequestPath(path, raw_path, True)  # the common case: nothing to decode
+    if "\\" in path or _ENCODED_SEPARATOR.search(raw_path):
         raise BadPath("Encoded slashes, backslashes and NUL are not allowed in the path.")
     decoded = []
-    for raw in raw_segments:
+    for raw in raw_path.split(b"/"):
         segment = unquote(raw.decode("latin-1"), errors="replace") if b"%" in raw else raw.decode("latin-1")
         if segment in _DOT_SEGMENTS or segment.split(";", 1)[0] in _DOT_SEGMENTS:
             raise BadPath("Dot segments ('.', '..') are not allowed in the path.")
         decoded.append(segment)
-    return RequestPath("/".join(decoded), raw_segments)
+    return RequestPath("/".join(decoded), raw_path, False)
 
 
 def forwarded_remainder(path: RequestPath, route: Route) -> bytes:
-    """The raw path after the route's base path, by segments: what goes after the target's
-    own path. Always starts with '/'."""
-    rest = path.raw_segments[route.base_path.count("/") + 1 :]
+    """The raw path after the route's base path, cut by segments: what goes after the
+    target's own path. Always starts with '/'."""
+    if path.plain:  # the route matched on a segment boundary of these very characters
+        return path.raw[len(route.base_path) :] or b"/"
+    rest = path.raw.split(b"/")[route.base_path.count("/") + 1 :]
     return b"/" + b"/".join(rest) if rest else b"/"
 
 

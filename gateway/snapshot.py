@@ -127,7 +127,9 @@ def build_snapshot(config_version: int) -> Snapshot:
         portal_url = settings.PORTICO_PORTAL_URL.rstrip("/")
         routes = []
         versions = (
-            ApiVersion.objects.filter(state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED])
+            ApiVersion.objects.filter(
+                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED], api__kind="rest"
+            )
             .select_related("api")
             .prefetch_related("targets")
         )
