@@ -26,7 +26,18 @@ class CallLog(models.Model):
     model = models.CharField(max_length=100, blank=True)
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)  # NULL: a price is unknown
+    provider = models.CharField(max_length=40, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    tokens_cached = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(default=False)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    overhead_ms = models.FloatField(null=True, blank=True)
+    pii_masked = models.PositiveIntegerField(default=0)
+    fallbacks = models.PositiveSmallIntegerField(default=0)
+    # Masked and size-capped by the gateway; shown to the owning tenant only.
+    prompt_capture = models.TextField(null=True, blank=True)
+    response_capture = models.TextField(null=True, blank=True)
 
     class Meta:
         ordering = ["-time"]

@@ -21,6 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import metrics, ops
+from gateway.aicall import ENDPOINTS as AI_ENDPOINTS
+from gateway.aicall import AiCall
 from gateway.auth import AuthFailureLimiter
 from gateway.cache import ResponseCache
 from gateway.call import Call
@@ -32,6 +34,9 @@ from gateway.proxy import UpstreamProxy
 from gateway.redisconn import FastRedis
 from gateway.settings import GatewaySettings, gateway_settings
 from gateway.snapshot import EMPTY, Snapshot, build_snapshot
+from llm.budgets import Budgets
+from llm.llmcache import LlmCache
+from llm.router import Router
 
 log = logging.getLogger("portico.gateway")
 
@@ -68,6 +73,9 @@ class Gateway:
         self.cache: ResponseCache
         self.calllog: CallLogBuffer
         self.proxy: UpstreamProxy
+        self.router: Router
+        self.budgets: Budgets
+        self.llm_cache: LlmCache
 
     def new_request_id(self) -> str:
         """32 hex digits, unique across workers and restarts: a random per-worker-start prefix
@@ -81,6 +89,9 @@ class Gateway:
             path: str = scope["path"]
             if path.startswith(ops.PREFIX):
                 await ops.serve_ops(self, scope, send)
+                return
+            if path in AI_ENDPOINTS:
+                await AiCall(self, scope, receive, send).run()
                 return
             if path in ops.LEGACY_PATHS and self._unrouted(path) and await ops.serve_legacy(self, scope, send):
                 return
@@ -130,6 +141,9 @@ class Gateway:
         )
         await self.calllog.start()
         self.proxy = UpstreamProxy(self.cache)
+        self.router = Router(redis=self.redis)
+        self.budgets = Budgets(self.redis, on_redis_failure=s.limits_on_redis_failure)
+        self.llm_cache = LlmCache(self.redis)
         await self._reload()
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
@@ -169,6 +183,7 @@ class Gateway:
             return
         self.snapshot = snapshot  # one reference swap: requests see the old or the new table, never a mix
         self.proxy.forget_routes_not_in(snapshot)
+        self.router.reload(snapshot.ai)
         # The snapshot (and Django, loaded to build it) lives until the next reload: moved out of
         # the collector's sight, full collections stop walking it (they cost 7% of CPU and
         # tens of milliseconds of stall each under load). The load's own garbage is collected

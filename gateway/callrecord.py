@@ -33,6 +33,21 @@ class CallRecord:
     bytes_out: int = 0
     cache_hit: bool = False
     error_code: str = ""
+    # AI calls (gateway/aicall.py); empty or None for REST calls.
+    model: str = ""  # the public alias the client asked for
+    provider: str = ""  # the provider kind that answered
+    upstream_model: str = ""
+    tokens_in: int | None = None  # prompt tokens, cached ones included
+    tokens_out: int | None = None
+    tokens_cached: int | None = None
+    tokens_estimated: bool = False  # counted by the gateway: the provider reported none
+    cost: str | None = None  # USD as a decimal string; None when a price is unknown (never "0")
+    ttft_ms: float | None = None  # time to the first byte of the answer's content
+    overhead_ms: float | None = None  # gateway time, excluding the wait on providers
+    pii_masked: int = 0  # findings masked or redacted (counts only, never values)
+    fallbacks: int = 0  # attempts after the first
+    prompt_capture: str | None = None  # masked, size-capped, when the route captures
+    response_capture: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -97,6 +97,9 @@ class GatewaySettings:
     cache_max_entries_per_version: int = 10_000  # oldest entries are evicted past this
     cache_max_body_bytes: int = 1_048_576
 
+    # -- LLM endpoints -------------------------------------------------------------------------
+    llm_max_body_bytes: int = 8 * 1024 * 1024  # a chat or embeddings body; more answers 413
+
     # -- call log ----------------------------------------------------------------------------
     # Records held in memory while both Redis and the spool disk fail; past this the oldest
     # are dropped (counted in a metric, logged).
@@ -131,6 +134,7 @@ class GatewaySettings:
             max_connections_per_worker=_int(env, "GATEWAY_MAX_CONNECTIONS_PER_WORKER", 4096, 1),
             cache_max_entries_per_version=_int(env, "GATEWAY_CACHE_MAX_ENTRIES_PER_VERSION", 10_000, 1),
             cache_max_body_bytes=_int(env, "GATEWAY_CACHE_MAX_BODY_BYTES", 1_048_576, 0),
+            llm_max_body_bytes=_int(env, "GATEWAY_LLM_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024),
             calllog_max_pending=_int(env, "GATEWAY_CALLLOG_MAX_PENDING", 200_000, 1000),
             ops_token=env.get("GATEWAY_OPS_TOKEN", "").strip(),
             ops_allow=_networks(env, "GATEWAY_OPS_ALLOW", "127.0.0.1/32,::1/128"),

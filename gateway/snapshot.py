@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from gateway.limits import PlanLimits
 from gateway.routing import RouteTable
+from llm.canonical import AiConfig
 
 if TYPE_CHECKING:
     from portal.models import ApiVersion
@@ -68,6 +69,7 @@ class KeyEntry:
     tenant_id: int
     expires_at: float | None  # epoch seconds
     revoked: bool
+    id: int = 0  # the ApiKey row: LLM budgets may be set per key
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Snapshot:
     routes: RouteTable
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     grants: dict[tuple[int, int], Grant] = field(default_factory=dict)  # (application_id, api_id)
+    ai: AiConfig = field(default_factory=AiConfig)  # model aliases and budgets (llm/snapshot.py)
 
     @property
     def route_count(self) -> int:
@@ -162,6 +165,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                 tenant_id=k.application.tenant_id,
                 expires_at=k.expires_at.timestamp() if k.expires_at else None,
                 revoked=k.revoked_at is not None,
+                id=k.pk,
             )
             for k in ApiKey.objects.select_related("application")
         }
@@ -178,6 +182,10 @@ def build_snapshot(config_version: int) -> Snapshot:
             )
             for s in Subscription.objects.filter(state=SubscriptionState.APPROVED).select_related("plan")
         }
-        return Snapshot(version=config_version, routes=RouteTable(routes), keys=keys, grants=grants)
+        from llm.snapshot import build_ai_config
+
+        return Snapshot(
+            version=config_version, routes=RouteTable(routes), keys=keys, grants=grants, ai=build_ai_config()
+        )
     finally:
         close_old_connections()

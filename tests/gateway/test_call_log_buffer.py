@@ -314,8 +314,9 @@ def make(i):
     return CallRecord(request_id=f"r{i}", time=1_700_000_000.0 + i, method="GET", path=f"/api/echo/{i}", status=200)
 
 async def main():
-    # A small ring, so it wraps around while the first records ship.
-    buffer = CallLogBuffer(sys.argv[1], "calls", Path(sys.argv[2]), flush_interval=0.01, ring_bytes=64 << 10)
+    # A small ring, so it wraps around while the first records ship (300 records of ~0.7 kB),
+    # yet holds the last 150 whole.
+    buffer = CallLogBuffer(sys.argv[1], "calls", Path(sys.argv[2]), flush_interval=0.01, ring_bytes=160 << 10)
     await buffer.start()
     for i in range(300):
         buffer.append(make(i))
