@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -45,3 +46,137 @@ class CallLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%H:%M:%S} {self.method} {self.path} {self.status}"
+
+
+class Granularity(models.TextChoices):
+    """The rollup tiers, finest first. Each has its own retention (``analytics.retention``)."""
+
+    MINUTE = "minute", "Minute"
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+
+
+class Rollup(models.Model):
+    """Calls aggregated over one time bucket for one combination of dimensions.
+
+    Every field merges by addition (``max`` for ``latency_max_ms``; NULL-aware for
+    ``cost``), so an hour is the merge of its minutes and a day the merge of its hours. The
+    latency histogram has fixed log-spaced buckets (``analytics.rollups.HISTOGRAM``): merged
+    percentiles are exact up to one bucket's width (10 %), never averages of percentiles.
+    A bucket is recomputed by replacing all its rows (``analytics.rollups``), never by adding.
+    """
+
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    api_id = models.BigIntegerField(null=True, blank=True)
+    version_id = models.BigIntegerField(null=True, blank=True)
+    tenant_id = models.BigIntegerField(null=True, blank=True)
+    application_id = models.BigIntegerField(null=True, blank=True)
+    status_class = models.PositiveSmallIntegerField()  # 2 for 2xx ... 5 for 5xx; 0 outside 100-599
+    model = models.CharField(max_length=100, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors_4xx = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    # Sparse latency histogram: {"<bucket index>": count}; see analytics.rollups.HISTOGRAM.
+    latency_histogram = models.JSONField(default=dict)
+    latency_sum_ms = models.FloatField(default=0.0)
+    latency_max_ms = models.FloatField(default=0.0)
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    tokens_in = models.BigIntegerField(default=0)
+    tokens_out = models.BigIntegerField(default=0)
+    # Sum of the priced calls' cost; NULL when no call of the bucket had a price.
+    cost = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    # Calls that used tokens but had no price: their cost is unknown, not 0.
+    unpriced_calls = models.BigIntegerField(default=0)
+    cache_hits = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["granularity", "bucket_start"]),
+            models.Index(fields=["granularity", "tenant_id", "bucket_start"]),
+            models.Index(fields=["granularity", "api_id", "bucket_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} api {self.api_id}: {self.requests}"
+
+
+class RollupMark(models.Model):
+    """A bucket of ``granularity`` whose source rows changed since it was last computed:
+    the minute run marks hours, the hour run marks days. ``marked_at`` moves on every new
+    mark, so a run deletes only the marks it has seen (one marked again meanwhile stays)."""
+
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["granularity", "bucket_start"], name="one_mark_per_rollup_bucket")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} marked at {self.marked_at:%H:%M:%S}"
+
+
+class RollupWatermark(models.Model):
+    """How far the minute run has read CallLog, by id. ``previous_id`` (the watermark of the
+    run before) is where the next run starts reading, so a row whose insert committed out of
+    id order (concurrent ingest transactions) within one run interval is still folded in.
+    Its row is also the lock that keeps two runs of a tier from interleaving."""
+
+    name = models.CharField(max_length=20, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    previous_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.previous_id}..{self.last_id}"
+
+
+class ReportKind(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+
+
+class TrendReport(models.Model):
+    """A tenant's (or, with no tenant, the whole platform's) traffic over one period, against
+    the period before: figures, top lists and anomalies in ``data`` (``analytics.reports``).
+    Scheduled reports are unique per kind, scope and period start; on-demand ones are not."""
+
+    kind = models.CharField(max_length=6, choices=ReportKind.choices)
+    tenant = models.ForeignKey(
+        "portal.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="trend_reports"
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    on_demand = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(default=dict)
+    anomaly_count = models.PositiveIntegerField(default=0)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    emailed_to = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-period_start", "-created_at"]
+        indexes = [models.Index(fields=["tenant", "-period_start"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "tenant", "period_start"],
+                condition=models.Q(on_demand=False, tenant__isnull=False),
+                name="one_scheduled_report_per_tenant_and_period",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "period_start"],
+                condition=models.Q(on_demand=False, tenant__isnull=True),
+                name="one_scheduled_platform_report_per_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.tenant.name if self.tenant_id and self.tenant else "Platform"
+        return f"{scope}: {self.get_kind_display().lower()} report from {self.period_start:%Y-%m-%d %H:%M}"
