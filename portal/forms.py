@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from portal.models import Application, Plan
 
@@ -19,6 +20,34 @@ class SignupForm(UserCreationForm):
         if get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email exists. Log in or reset your password.")
         return email
+
+
+# The largest id a database row can have (PostgreSQL bigint, SQLite integer): larger ones
+# overflow the driver instead of finding nothing.
+MAX_ID = 2**63 - 1
+
+
+class SwitchTenantForm(forms.Form):
+    """The tenant switcher: which team, and a page of this site to go back to."""
+
+    tenant = forms.IntegerField(min_value=1, max_value=MAX_ID)
+    next = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args, request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_next(self) -> str:
+        return safe_next(self.request, self.cleaned_data["next"])
+
+
+def safe_next(request, url: str | None) -> str:
+    """``url`` if it stays on this site (same host, no scheme change to http), else ""."""
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return ""
 
 
 class ApplicationForm(forms.ModelForm):

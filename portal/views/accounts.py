@@ -10,7 +10,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
-from portal.forms import SignupForm
+from portal.forms import SignupForm, SwitchTenantForm, safe_next
 from portal.models import Membership
 from portal.services.tenants import create_tenant
 from portal.views.context import SESSION_KEY
@@ -47,6 +47,10 @@ class PasswordResetView(auth_views.PasswordResetView):
 @login_required
 @require_POST
 def switch_tenant(request):
-    membership = get_object_or_404(Membership, user=request.user, tenant_id=request.POST.get("tenant"))
+    form = SwitchTenantForm(request.POST, request=request)
+    if not form.is_valid():
+        messages.error(request, "Choose one of your teams to switch to.")
+        return redirect(safe_next(request, request.POST.get("next")) or "applications")
+    membership = get_object_or_404(Membership, user=request.user, tenant_id=form.cleaned_data["tenant"])
     request.session[SESSION_KEY] = membership.tenant_id
-    return redirect(request.POST.get("next") or "applications")
+    return redirect(form.cleaned_data["next"] or "applications")
