@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from llm.mock_provider.answers import embedding
 from tests.llm.conftest import WEATHER_TOOL, WEATHER_TOOL_ANTHROPIC, Target, clean, user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -76,6 +77,10 @@ def test_the_openai_sdk_reaches_each_provider_kind(kind, ai_route, mock_llm, cal
     assert chunks[-1].usage.completion_tokens == said.completion_tokens
     portico_headers_name(raw.headers, target)
     assert call_record(raw.headers["x-request-id"])["ttft_ms"] is not None
+    plain = list(client.chat.completions.create(model=route.alias, messages=user("Stream it"), stream=True))
+    last_request(mock_llm, target)
+    assert "".join(c.choices[0].delta.content or "" for c in plain if c.choices) == said.text
+    assert all(c.usage is None and c.choices for c in plain)  # usage only when asked
 
     cut = client.chat.completions.create(model=route.alias, messages=user("Hello there"), max_tokens=3)
     said = mock_llm.answer_for(last_request(mock_llm, target))
@@ -149,3 +154,20 @@ def test_the_anthropic_sdk_reaches_an_openai_and_a_gemini_route(kind, ai_route, 
     last_request(mock_llm, target)
     assert final.stop_reason == "tool_use"
     assert next(b for b in final.content if b.type == "tool_use").input == {"city": "mock"}
+
+
+@pytest.mark.parametrize("kind", ["azure-openai", "gemini", "mistral"])
+def test_the_openai_sdk_embeds_through_other_provider_kinds(kind, ai_route, mock_llm):
+    route = ai_route([Target(kind, capabilities=["embeddings"])])
+    raw = route.openai().embeddings.with_raw_response.create(
+        model=route.alias, input=["alpha", "beta"], encoding_format="float"
+    )
+    answer = raw.parse()
+    seen = mock_llm.requests(model=route.target.upstream)
+    assert len(seen) == 1 and clean(seen[0]) and seen[0]["endpoint"] == "embeddings"
+    upstream = route.target.upstream
+    assert [d.embedding for d in answer.data] == [embedding(upstream, "alpha"), embedding(upstream, "beta")]
+    assert [d.index for d in answer.data] == [0, 1] and answer.model == route.alias
+    portico_headers_name(raw.headers, route.target)
+    as_base64 = route.openai().embeddings.create(model=route.alias, input="alpha")
+    assert as_base64.data[0].embedding == pytest.approx(embedding(upstream, "alpha"), abs=1e-6)

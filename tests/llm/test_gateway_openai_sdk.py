@@ -97,6 +97,8 @@ def test_streams_carry_usage_only_when_the_client_asks(ai_route, mock_llm, call_
     route = ai_route()
     client = route.openai()
     plain = list(client.chat.completions.create(model=route.alias, messages=user("Tell me a story"), stream=True))
+    # The gateway asks upstream for usage on its own account, and strips it for this client.
+    assert mock_llm.requests(model=route.target.upstream)[-1]["body"]["stream_options"] == {"include_usage": True}
     text = "".join(c.choices[0].delta.content or "" for c in plain if c.choices)
     assert text == "Mock openai answer to: Tell me a story"
     assert plain[-1].choices[0].finish_reason == "stop"
