@@ -20,7 +20,7 @@ from django.db.models import CharField, Q
 
 from analytics.models import CallLog
 from gateway.calllog import records_of
-from gateway.callrecord import CallRecord
+from gateway.callrecord import AiCallRecord
 from portal.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ _CHECKS = {
         tuple(t for part in str(field.type).split("|") for t in _TYPES[part.strip()]),
         isinstance(_COLUMNS[name], CharField) and not _COLUMNS[name].null,  # None is stored as ""
     )
-    for field in CallRecord.__dataclass_fields__.values()
+    for field in AiCallRecord.__dataclass_fields__.values()
     if (name := field.name) in _COLUMNS
 }
 _MAX_LENGTH = {name: _COLUMNS[name].max_length for name in _CHECKS if getattr(_COLUMNS[name], "max_length", None)}
@@ -61,7 +61,7 @@ def to_row(data) -> CallLog | None:
     try:
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        record = CallRecord.from_dict(data)
+        record = AiCallRecord.from_dict(data)
         values = {}
         for name, (types, text) in _CHECKS.items():
             value = getattr(record, name)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.call import Call, ClientGone
+from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal, ResponseAborted
 from gateway.httpclient import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
 from llm import pricing, tokens
@@ -115,6 +116,9 @@ def _answer_text(completion: Json) -> str:
 
 
 class AiCall(Call):
+    record_class = AiCallRecord
+    record: AiCallRecord
+
     __slots__ = (
         "endpoint",
         "format",

@@ -441,14 +441,18 @@ class CallLogBuffer:
         ring = self._ring
         assert ring is not None
         self._unshipped = 0
-        while self._shipped < self._written:
+        # Only what was written before this flush: records appended while a batch is in
+        # flight wait for the next wake (a full batch, or the interval). Chasing them made
+        # one small XADD per Redis round trip under load, which cost more than the records.
+        goal = self._written
+        while self._shipped < goal:
             start = self._shipped
             inflight = int(ring.header[_INFLIGHT])
             data: bytes | None
             if inflight > start:  # tried before, maybe applied: the same range, the same id
                 end, data = inflight, ring.read(start, inflight)
             else:
-                end, data = ring.next_range(start, self._written)
+                end, data = ring.next_range(start, goal)
             if data:
                 ring.header[_INFLIGHT] = end
                 payload = b"[" + data[:-1].replace(b"\n", b",") + b"]"

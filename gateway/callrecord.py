@@ -33,7 +33,24 @@ class CallRecord:
     bytes_out: int = 0
     cache_hit: bool = False
     error_code: str = ""
-    # AI calls (gateway/aicall.py); empty or None for REST calls.
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
+        """A record from its decoded JSON; unknown keys are ignored (a newer gateway may add
+        fields before the ingester knows them), missing required ones raise KeyError."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class AiCallRecord(CallRecord):
+    """A call to the LLM endpoints (gateway/aicall.py): a CallRecord and what the AI side
+    adds. REST calls write the plain CallRecord, so their records stay small (the record is
+    encoded on every request); the ingester reads every record as an AiCallRecord, with
+    these fields at their defaults for REST calls."""
+
     model: str = ""  # the public alias the client asked for
     provider: str = ""  # the provider kind that answered
     upstream_model: str = ""
@@ -49,14 +66,6 @@ class CallRecord:
     prompt_capture: str | None = None  # masked, size-capped, when the route captures
     response_capture: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
-        """A record from its decoded JSON; unknown keys are ignored (a newer gateway may add
-        fields before the ingester knows them), missing required ones raise KeyError."""
-        return cls(**{name: data[name] for name in FIELD_NAMES if name in data})
-
-
-FIELD_NAMES = tuple(f.name for f in fields(CallRecord))
+# Every field a record may carry (the ingester's schema).
+FIELD_NAMES = tuple(f.name for f in fields(AiCallRecord))

@@ -110,7 +110,7 @@ def test_a_record_that_is_not_a_call_record_is_skipped_and_the_others_stored(red
         record("g4", method="X" * 11),  # longer than its column
         {k: v for k, v in record("g5").items() if k != "method"},  # a required field missing
     ]
-    add(redis_client, stream, [record("g1"), *wrong, record("g6", model="ignored: not a CallRecord field")])
+    add(redis_client, stream, [record("g1"), *wrong, record("g6", colour="ignored: not a call-record field")])
     assert ingest_call_logs() == 2
     assert sorted(CallLog.objects.values_list("request_id", flat=True)) == ["g1", "g6"]
     assert redis_client.xlen(stream) == 0
