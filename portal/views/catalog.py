@@ -16,12 +16,19 @@ from portal.services.errors import NotFound
 from portal.views.context import current_tenant
 
 MAX_QUERY_LENGTH = 200
+MAX_TAGS = 20  # each selected tag is one more subquery: a URL with thousands is not a search
+
+
+def _search_text(value: str) -> str:
+    """A query-string text without NUL characters, as the REST API reads them: PostgreSQL
+    refuses NUL in any string, so one would turn a search into a 500."""
+    return value.replace("\x00", "").strip()
 
 
 def catalog(request):
     tenant = current_tenant(request)
-    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
-    tags = [t for t in dict.fromkeys(request.GET.getlist("tag")) if t]
+    query = _search_text(request.GET.get("q", ""))[:MAX_QUERY_LENGTH]
+    tags = [t for t in dict.fromkeys(_search_text(t) for t in request.GET.getlist("tag")) if t][:MAX_TAGS]
     apis = list(catalog_service.search_apis(tenant, query, tags))
     return render(
         request,
