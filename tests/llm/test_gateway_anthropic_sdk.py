@@ -5,11 +5,13 @@ stream."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import anthropic
 import httpx2 as httpx
 import pytest
 
-from tests.llm.conftest import WEATHER_TOOL_ANTHROPIC, Target, clean, user
+from tests.llm.conftest import WEATHER_TOOL_ANTHROPIC, Budget, Target, clean, user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -145,6 +147,28 @@ def test_errors_raise_the_anthropic_sdks_classes_in_anthropics_shape(ai_route, m
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
         unsubscribed.anthropic().messages.create(**{**ask, "model": unsubscribed.alias})
     assert denied.value.body["error"]["type"] == "permission_error"
+
+
+def test_an_exhausted_budget_and_a_relayed_provider_error_come_in_anthropics_shape(ai_route, mock_llm):
+    route = ai_route([Target("openai")], budgets=[Budget("application", spend_limit_usd=Decimal("0.000001"))])
+    ask = {"model": route.alias, "max_tokens": 5, "messages": user("hi")}
+    for _ in range(3):  # the first call may pass (nothing spent yet): then it spends the budget
+        try:
+            route.anthropic().messages.create(**ask)
+        except anthropic.RateLimitError as error:
+            assert error.body["error"]["type"] == "rate_limit_error"
+            assert error.response.headers["x-should-retry"] == "false"
+            break
+    else:
+        pytest.fail("the budget never ran out")
+
+    relayed = ai_route([Target("openai")], fallbacks=[Target("gemini")])
+    mock_llm.faults("status", match={"model": relayed.target.upstream}, status=400)
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        relayed.anthropic().messages.create(**{**ask, "model": relayed.alias})
+    assert raised.value.body["type"] == "error"
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert mock_llm.requests(model=relayed.fallbacks[0].upstream) == []
 
 
 def test_a_stream_cut_after_its_first_content_makes_the_sdk_raise(ai_route, mock_llm, call_record):
