@@ -148,6 +148,7 @@ def try_it_document(version: ApiVersion, gateway_url: str) -> dict:
         document.setdefault("securityDefinitions", {})[KEY_SCHEME] = scheme
     else:
         document["servers"] = [{"url": base_url}]
+        _drop_inner_servers(document)
         if not isinstance(document.get("components"), dict):
             document["components"] = {}
         schemes = document["components"].get("securitySchemes")
@@ -156,6 +157,25 @@ def try_it_document(version: ApiVersion, gateway_url: str) -> dict:
         schemes[KEY_SCHEME] = scheme
     document["security"] = [{KEY_SCHEME: []}]
     return document
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _drop_inner_servers(document: dict) -> None:
+    """Remove the ``servers`` a path or an operation may declare (OpenAPI 3): they override
+    the document's, and the try-it console would send the developer's key straight to the
+    upstream (or anywhere the author wrote). Without them every call goes to the gateway."""
+    paths = document.get("paths")
+    if not isinstance(paths, dict):
+        return
+    for item in paths.values():
+        if not isinstance(item, dict):
+            continue
+        item.pop("servers", None)
+        for method in HTTP_METHODS:
+            if isinstance(item.get(method), dict):
+                item[method].pop("servers", None)
 
 
 def keys_for_try_it(tenant: Tenant | None, api: Api) -> QuerySet[ApiKey]:
