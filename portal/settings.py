@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTICO_VAR_DIR", BASE_DIR / "var"))
@@ -244,6 +245,22 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "ingest-call-logs": {"task": "analytics.ingest_call_logs", "schedule": 5.0},
+    # Rollups (analytics/rollups.py): each tier folds in what changed below it since its last run.
+    "roll-up-minutes": {"task": "analytics.roll_up_minutes", "schedule": 60.0},
+    "roll-up-hours": {"task": "analytics.roll_up_hours", "schedule": 300.0},
+    "roll-up-days": {"task": "analytics.roll_up_days", "schedule": 3600.0},
+    "enforce-retention": {"task": "analytics.enforce_retention", "schedule": crontab(hour=3, minute=7)},
+    # Trend reports (analytics/reports.py) for the UTC day and the ISO week just ended.
+    "daily-trend-reports": {
+        "task": "analytics.send_trend_reports",
+        "schedule": crontab(hour=0, minute=20),
+        "kwargs": {"kind": "daily"},
+    },
+    "weekly-trend-reports": {
+        "task": "analytics.send_trend_reports",
+        "schedule": crontab(day_of_week=1, hour=0, minute=40),
+        "kwargs": {"kind": "weekly"},
+    },
     "send-budget-alerts": {"task": "llm.send_budget_alerts", "schedule": 60.0},
 }
 
@@ -268,6 +285,13 @@ LOGGING = {
 PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS", True)
 # Email the tenant's owners when an LLM spend budget reaches 80 % and 100 % (once per period each).
 PORTICO_NOTIFY_BUDGET_ALERTS = env_bool("PORTICO_NOTIFY_BUDGET_ALERTS", True)
+# E-mail each tenant's owners its daily and weekly trend report (a link and the headline figures).
+PORTICO_NOTIFY_TREND_REPORTS = env_bool("PORTICO_NOTIFY_TREND_REPORTS", True)
+# Retention tiers in days (analytics/retention.py, daily); 0 keeps that tier forever.
+PORTICO_RETENTION_CALLS_DAYS = int(os.environ.get("PORTICO_RETENTION_CALLS_DAYS", "14"))
+PORTICO_RETENTION_MINUTE_ROLLUPS_DAYS = int(os.environ.get("PORTICO_RETENTION_MINUTE_ROLLUPS_DAYS", "7"))
+PORTICO_RETENTION_HOUR_ROLLUPS_DAYS = int(os.environ.get("PORTICO_RETENTION_HOUR_ROLLUPS_DAYS", "90"))
+PORTICO_RETENTION_DAY_ROLLUPS_DAYS = int(os.environ.get("PORTICO_RETENTION_DAY_ROLLUPS_DAYS", "0"))
 # How long a rotated key's old secret keeps working, so clients can roll over without downtime.
 PORTICO_KEY_ROTATION_GRACE_SECONDS = int(os.environ.get("PORTICO_KEY_ROTATION_GRACE_SECONDS", "86400"))
 # New accounts wait for an administrator to activate them (and cannot log in until then).
