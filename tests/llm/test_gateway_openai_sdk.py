@@ -78,6 +78,20 @@ def test_sync_and_async_completions_answer_with_the_aliases_model_usage_and_port
     assert answered.usage is not None and answered.usage.completion_tokens == said.completion_tokens
 
 
+def test_the_overhead_header_leaves_out_the_time_spent_waiting_on_the_provider(ai_route, mock_llm, call_record):
+    route = ai_route()
+    client = route.openai()
+    mock_llm.faults("slow_first_byte", match={"model": route.target.upstream}, times=2, ms=400)
+    plain = client.chat.completions.with_raw_response.create(model=route.alias, messages=user("hi"))
+    streamed = client.chat.completions.with_raw_response.create(model=route.alias, messages=user("hi"), stream=True)
+    list(streamed.parse())
+    for raw in (plain, streamed):
+        record = call_record(raw.headers["x-request-id"])
+        assert record["latency_ms"] >= 400
+        assert float(raw.headers["x-portico-overhead-ms"]) < 200
+        assert record["overhead_ms"] < 200
+
+
 def test_a_cached_system_prompt_is_priced_at_the_cached_price(ai_route, mock_llm, call_record):
     prices = {"input_price": Decimal("2.5"), "output_price": Decimal("10"), "cached_input_price": Decimal("1.25")}
     route = ai_route([Target(prices=prices)])
