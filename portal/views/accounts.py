@@ -10,13 +10,14 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
+from portal import ratelimits
 from portal.forms import SignupForm, SwitchTenantForm, safe_next
 from portal.models import Membership
 from portal.services.tenants import create_tenant
 from portal.views.context import SESSION_KEY
 
 
-@ratelimit(key="ip", rate="10/h", method="POST", block=True)
+@ratelimit(key="ip", rate=ratelimits.SIGNUP_PER_IP, method="POST", block=True)
 def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -33,13 +34,22 @@ def signup(request):
     return render(request, "portal/accounts/signup.html", {"form": form})
 
 
-@method_decorator(ratelimit(key="ip", rate="20/m", method="POST", block=True), name="post")
-@method_decorator(ratelimit(key="post:username", rate="10/m", method="POST", block=True), name="post")
+@method_decorator(ratelimit(key="ip", rate=ratelimits.LOGIN_PER_IP, method="POST", block=True), name="post")
+# Keyed on the name as it is normalised, not as typed: " alice", "alice " and "ａｌｉｃｅ" all
+# log in as alice (the form applies NFKC and strips), so they must share her counter.
+@method_decorator(
+    ratelimit(key=ratelimits.login_username, rate=ratelimits.LOGIN_PER_ACCOUNT, method="POST", block=True),
+    name="post",
+)
 class LoginView(auth_views.LoginView):
     template_name = "portal/accounts/login.html"
 
 
-@method_decorator(ratelimit(key="ip", rate="5/h", method="POST", block=True), name="post")
+@method_decorator(ratelimit(key="ip", rate=ratelimits.RESET_PER_IP, method="POST", block=True), name="post")
+@method_decorator(
+    ratelimit(key=ratelimits.reset_address, rate=ratelimits.RESET_PER_ADDRESS, method="POST", block=True),
+    name="post",
+)
 class PasswordResetView(auth_views.PasswordResetView):
     template_name = "portal/accounts/password_reset.html"
 

@@ -1,0 +1,74 @@
+"""The portal's abuse limits in one place: what each one counts, how often, and on what key.
+
+django-ratelimit counts in the shared cache (Redis), so every portal worker sees one
+counter; while Redis is away ``portal.cache`` counts in each process instead. Keys that come
+from what a person typed are normalised first, so that spellings the application treats as
+one name (``" alice"``, ``"alice "``, ``"ＡＬＩＣＥ"``) share one counter.
+"""
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django_ratelimit.core import is_ratelimited
+
+# Per client address and per account name, on the log-in form.
+LOGIN_PER_IP = "20/m"
+LOGIN_PER_ACCOUNT = "10/m"
+SIGNUP_PER_IP = "10/h"
+RESET_PER_IP = "5/h"
+RESET_PER_ADDRESS = "5/h"
+# Secrets: API keys created or rotated, personal access tokens created (per person, per address).
+KEY_CREATION = (("user", "30/h"), ("ip", "60/h"))
+KEY_ROTATION = (("user", "30/h"), ("ip", "60/h"))
+TOKEN_CREATION = (("user", "20/h"), ("ip", "60/h"))
+# Invitation e-mails: per inviting person (whichever team) and per team (whoever invites).
+INVITATIONS_PER_PERSON = "20/h"
+INVITATIONS_PER_TEAM = "50/d"
+
+
+def normalized_name(value: str) -> str:
+    """NFKC, case-folded and stripped: the one spelling of a typed user name or address.
+    (NFKC again after case folding, which can leave a string unnormalised.)"""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold()).strip()
+
+
+def login_username(group: str, request: HttpRequest) -> str:
+    """django-ratelimit key: the log-in form's user name, normalised."""
+    return normalized_name(request.POST.get("username", ""))
+
+
+def reset_address(group: str, request: HttpRequest) -> str:
+    """django-ratelimit key: the password-reset form's address, normalised."""
+    return normalized_name(request.POST.get("email", ""))
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One counter: ``rate`` ("20/h") of ``group`` per value of ``key``."""
+
+    group: str
+    key: str | Callable[[str, HttpRequest], str]
+    rate: str
+
+    def exceeded(self, request: HttpRequest) -> bool:
+        """Count this request and say whether it goes over the limit."""
+        return is_ratelimited(request, group=self.group, key=self.key, rate=self.rate, method="ALL", increment=True)
+
+
+def invitation_limits(tenant_id: int) -> list[Limit]:
+    """The counters an invitation goes through: the inviter's (by account), then the team's."""
+    return [
+        Limit("invitations.person", "user", INVITATIONS_PER_PERSON),
+        Limit("invitations.team", lambda group, request: str(tenant_id), INVITATIONS_PER_TEAM),
+    ]
+
+
+def first_exceeded(request: HttpRequest, limits: list[Limit]) -> Limit | None:
+    """Count the request on each limit in turn and return the first one it goes over, or
+    None. Counting stops there: a refused attempt does not use up the later counters."""
+    for limit in limits:
+        if limit.exceeded(request):
+            return limit
+    return None
