@@ -343,14 +343,15 @@ class AiCall(Call):
         self.note_usage(completion.get("usage"), None)
         if self.stream:
             encoder = self.format.stream_encoder(route.alias, self.request)
-            await self.start_stream(None)
+            await self.start_stream(str(completion.get("model") or ""))
             for chunk in completion_to_chunks(completion):
                 out = encoder.chunk(chunk)
                 if out:
                     await self.send({"type": "http.response.body", "body": out, "more_body": True})
             await self.finish(encoder.finish(self.usage))
         else:
-            await self.answer_json(200, self.format.render_chat(completion, route.alias))
+            body = self.format.render_chat(completion, route.alias)
+            await self.answer_json(200, body, cached_model=str(completion.get("model") or ""))
         self.usage = None
         return True
 
@@ -477,7 +478,9 @@ class AiCall(Call):
 
     # -- answering --------------------------------------------------------------------------
 
-    def portico_headers(self) -> list[tuple[bytes, bytes]]:
+    def portico_headers(self, cached_model: str | None = None) -> list[tuple[bytes, bytes]]:
+        """X-Portico-Model and -Provider say who answered: for a cache hit, the model the
+        cached answer came from and the provider ``cache``."""
         target = self.served_by
         overhead = (time.perf_counter() - self.started - self.upstream_wait) * 1000
         headers = [(b"x-portico-overhead-ms", b"%.3f" % overhead)]
@@ -486,12 +489,22 @@ class AiCall(Call):
                 (b"x-portico-model", target.upstream_model.encode("latin-1", "replace")),
                 (b"x-portico-provider", target.provider_kind.encode()),
             ]
+        elif cached_model is not None:
+            headers += [
+                (b"x-portico-model", cached_model.encode("latin-1", "replace")),
+                (b"x-portico-provider", b"cache"),
+            ]
         return headers
 
-    async def answer_json(self, status: int, body: bytes) -> None:
+    async def answer_json(self, status: int, body: bytes, cached_model: str | None = None) -> None:
         self.record.status = status
         self.record.bytes_out = len(body)
-        headers = [JSON_TYPE, (b"content-length", b"%d" % len(body)), *self.portico_headers(), *self.headers_out]
+        headers = [
+            JSON_TYPE,
+            (b"content-length", b"%d" % len(body)),
+            *self.portico_headers(cached_model),
+            *self.headers_out,
+        ]
         await self.start_response(status, headers)
         await self.finish(body)
 
@@ -520,10 +533,10 @@ class AiCall(Call):
         body = self.format.render_embeddings(answer, route.alias, self.request)  # type: ignore[attr-defined]
         await self.answer_json(200, body)
 
-    async def start_stream(self, target: ModelTarget | None) -> None:
+    async def start_stream(self, cached_model: str | None = None) -> None:
         self.record.status = 200
         self.record.ttft_ms = round((time.perf_counter() - self.started) * 1000, 3)
-        await self.start_response(200, [*SSE_HEADERS, *self.portico_headers(), *self.headers_out])
+        await self.start_response(200, [*SSE_HEADERS, *self.portico_headers(cached_model), *self.headers_out])
 
     async def relay_stream(self, target: ModelTarget, decoder: Any, response: UpstreamResponse) -> ProviderError | None:
         """Read until the first content event (a failure before it falls back), then commit
@@ -552,7 +565,7 @@ class AiCall(Call):
         restorer = self.pii.chunk_restorer() if self.pii is not None else None
         kept: list[Json] | None = [] if self.llm_cache_key is not None else None
         counter = tokens.StreamTokenCounter()
-        await self.start_stream(target)
+        await self.start_stream()
         sent = 0
 
         async def emit(batch: list[Json]) -> None:
@@ -658,6 +671,8 @@ class AiCall(Call):
 
     def record_call(self) -> None:
         record = self.record
+        if self.upstream_wait:
+            record.upstream_latency_ms = round(self.upstream_wait * 1000, 3)
         if record.overhead_ms is None:
             record.overhead_ms = round((time.perf_counter() - self.started - self.upstream_wait) * 1000, 3)
         super().record_call()
