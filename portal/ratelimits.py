@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.http import HttpRequest
+from django_ratelimit import ALL
 from django_ratelimit.core import is_ratelimited
+from django_ratelimit.decorators import ratelimit
 
 # Per client address and per account name, on the log-in form.
 LOGIN_PER_IP = "20/m"
@@ -44,6 +46,18 @@ def reset_address(group: str, request: HttpRequest) -> str:
     return normalized_name(request.POST.get("email", ""))
 
 
+def limited(rates: tuple[tuple[str, str], ...], *, method: object = ALL) -> Callable:
+    """A view decorator applying ``rates``, (key, rate) pairs such as KEY_CREATION, each on its
+    own counter; over any of them the view is not run and the answer is a 429."""
+
+    def decorate(view: Callable) -> Callable:
+        for key, rate in reversed(rates):
+            view = ratelimit(key=key, rate=rate, method=method, block=True)(view)
+        return view
+
+    return decorate
+
+
 @dataclass(frozen=True)
 class Limit:
     """One counter: ``rate`` ("20/h") of ``group`` per value of ``key``."""
@@ -54,7 +68,7 @@ class Limit:
 
     def exceeded(self, request: HttpRequest) -> bool:
         """Count this request and say whether it goes over the limit."""
-        return is_ratelimited(request, group=self.group, key=self.key, rate=self.rate, method="ALL", increment=True)
+        return is_ratelimited(request, group=self.group, key=self.key, rate=self.rate, method=ALL, increment=True)
 
 
 def invitation_limits(tenant_id: int) -> list[Limit]:

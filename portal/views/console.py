@@ -9,8 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from django_ratelimit.decorators import ratelimit
 
+from portal import ratelimits
 from portal.forms import ApplicationForm, KeyForm, SubscribeForm
 from portal.models import ApiKey, Application, Role
 from portal.services import applications as applications_service
@@ -148,8 +148,7 @@ def _show_secret(request, app, key, secret, verb):
 
 @login_required
 @require_POST
-@ratelimit(key="user", rate="30/h", block=True)
-@ratelimit(key="ip", rate="60/h", block=True)
+@ratelimits.limited(ratelimits.KEY_CREATION)
 def key_create(request, pk):
     app = _application(request, pk)
     form = KeyForm(request.POST)
@@ -168,6 +167,7 @@ def key_create(request, pk):
 
 @login_required
 @require_POST
+@ratelimits.limited(ratelimits.KEY_ROTATION)
 def key_rotate(request, pk, key_pk):
     key = _key(request, pk, key_pk)
     try:

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from portal import ratelimits
 from portal.models import PersonalAccessToken
 from portal.services import tokens
 from portal.services.errors import ServiceError
@@ -23,6 +24,7 @@ class TokenForm(forms.Form):
 
 
 @login_required
+@ratelimits.limited(ratelimits.TOKEN_CREATION, method="POST")
 def token_list(request):
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -4,6 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.models import ApiKey
+from portal.rest import limits
 from portal.rest import serializers as s
 from portal.rest.responses import secret_created
 from portal.rest.scoping import ID_PATTERN, id_or_none, member_tenant_ids
@@ -36,6 +37,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         key = self.get_object()
         data = s.RotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        limits.check_key_rotation(request)
         new, secret = key_service.rotate_api_key(key, request.user, grace_seconds=data.validated_data["grace_seconds"])
         new.secret = secret
         return secret_created(s.NewApiKeySerializer(new).data)

@@ -4,6 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.models import PersonalAccessToken
+from portal.rest import limits
 from portal.rest import serializers as s
 from portal.rest.responses import secret_created
 from portal.rest.scoping import ID_PATTERN
@@ -30,6 +31,7 @@ class AccessTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def create(self, request, *args, **kwargs):
         data = s.AccessTokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        limits.check_token_creation(request)
         token, secret = tokens.create_access_token(request.user, **data.validated_data)
         token.secret = secret
         return secret_created(s.NewAccessTokenSerializer(token).data)
