@@ -9,6 +9,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -24,12 +25,49 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, *, seconds: int, connections: int, threads: int = 2, headers: dict | None = None) -> dict:
-    """Closed-loop maximum throughput, with wrk's latency distribution."""
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 2,
+    headers: dict | None = None,
+    script: str | None = None,
+    timeout: str | None = None,
+) -> dict:
+    """Closed-loop maximum throughput, with wrk's latency distribution. ``script``: a wrk Lua
+    file (e.g. one from ``post_script``, for a POST with a body); ``timeout``: wrk's request
+    timeout (default 2s), e.g. "10s" for a slow target whose answers would otherwise count
+    as socket errors."""
     args = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    return parse_wrk(subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout)
+    if script:
+        args += ["-s", script]
+    if timeout:
+        args += ["--timeout", timeout]
+    done = subprocess.run([*args, url], capture_output=True, text=True, check=True)
+    if script and script in done.stderr:  # wrk reports a broken script and runs without it
+        raise RuntimeError(f"wrk could not run {script}: {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+def lua_string(text: str) -> str:
+    """``text`` as a Lua string literal (long brackets cannot be closed from inside)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def post_script(path: Path, body: bytes, content_type: str = "application/json") -> str:
+    """Write a wrk Lua script that POSTs ``body`` on every request; returns its path."""
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {lua_string(body.decode())}\n"
+        f'wrk.headers["Content-Type"] = {lua_string(content_type)}\n'
+    )
+    return str(path)
 
 
 def parse_wrk(out: str) -> dict:
@@ -59,7 +97,9 @@ def median_row(rows: list[dict]) -> dict:
     }
 
 
-async def _paced(url: str, rate: int, seconds: float, headers: dict, connections: int) -> list[float]:
+async def _paced(
+    url: str, rate: int, seconds: float, headers: dict, connections: int, method: str = "GET", body: bytes | None = None
+) -> list[float]:
     """Send at a fixed schedule; latency counts from the scheduled time, so a stall is not
     hidden by the generator waiting for it (no coordinated omission)."""
     latencies: list[float] = []
@@ -70,7 +110,7 @@ async def _paced(url: str, rate: int, seconds: float, headers: dict, connections
         async def one(scheduled: float):
             nonlocal errors
             try:
-                async with session.get(url) as response:
+                async with session.request(method, url, data=body) as response:
                     await response.read()
                     if response.status != 200:
                         errors += 1
@@ -97,14 +137,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def fixed_rate(url: str, *, rate: int, seconds: float, headers: dict | None = None, connections: int = 32) -> dict:
+def fixed_rate(
+    url: str,
+    *,
+    rate: int,
+    seconds: float,
+    headers: dict | None = None,
+    connections: int = 32,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> dict:
+    """p50/p99 (ms) at a fixed request rate; a ``body`` is sent as is (set its content-type
+    in ``headers``)."""
     # The generator's own full garbage collections stalled it for up to 300 ms at the same
     # points of every run, against nginx as much as against Portico: a stall of the tool,
     # not of the server, so the collector is off while it measures.
     gc.collect()
     gc.disable()
     try:
-        latencies = asyncio.run(_paced(url, rate, seconds, headers or {}, connections))
+        latencies = asyncio.run(_paced(url, rate, seconds, headers or {}, connections, method, body))
     finally:
         gc.enable()
     return {"p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99), "n": len(latencies)}
