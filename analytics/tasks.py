@@ -1,12 +1,19 @@
 from celery import shared_task
 
-from analytics import retention, rollups
+from analytics import reports, retention, rollups
+from analytics.ingest import CLAIM_IDLE_MS
 from analytics.ingest import ingest_call_logs as ingest
+from portal.models import Tenant
+
+# Beat starts ingestion every 5 s (settings.CELERY_BEAT_SCHEDULE); a run stops reading after
+# this long, so runs rarely overlap, and a backlog is carried on by the next run. Overlapping
+# runs are harmless: they are consumers of one group and share the entries.
+INGEST_MAX_SECONDS = 4.0
 
 
 @shared_task(name="analytics.ingest_call_logs", ignore_result=True)
-def ingest_call_logs() -> int:
-    return ingest()
+def ingest_call_logs(max_seconds: float = INGEST_MAX_SECONDS, claim_idle_ms: int = CLAIM_IDLE_MS) -> int:
+    return ingest(max_seconds=max_seconds, claim_idle_ms=claim_idle_ms)
 
 
 @shared_task(name="analytics.roll_up_minutes", ignore_result=True)
@@ -27,3 +34,15 @@ def roll_up_days() -> int:
 @shared_task(name="analytics.enforce_retention", ignore_result=True)
 def enforce_retention() -> dict[str, int]:
     return retention.enforce_retention()
+
+
+@shared_task(name="analytics.send_trend_reports", ignore_result=True)
+def send_trend_reports(kind: str = "daily") -> int:
+    return len(reports.send_trend_reports(kind))
+
+
+@shared_task(name="analytics.create_trend_report", ignore_result=True)
+def create_trend_report(kind: str = "daily", tenant_id: int | None = None) -> int:
+    """An on-demand report (what ``manage.py create_trend_report`` does); returns its id."""
+    tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
+    return reports.create_trend_report(kind, tenant=tenant, on_demand=True).pk
