@@ -1,7 +1,9 @@
-"""Benchmark the gateway against direct calls and nginx proxies on the same upstream.
+"""Benchmark the gateway against direct calls and nginx proxies on the same upstream, then
+the chat-completion path against the mock LLM provider and the LiteLLM proxy (bench.llm).
 
-``make bench`` (or ``python -m bench.run``). Everything runs on loopback, on this machine,
-in one run, so the figures that matter are the ratios between rows, not the absolutes.
+``make bench`` (or ``python -m bench.run``; ``--no-llm`` for the REST part alone,
+``--only-llm`` for the LLM part alone). Everything runs on loopback, on this machine, in one
+run, so the figures that matter are the ratios between rows, not the absolutes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import load, servers
+from bench import llm, load, servers
 
 TARGET_RATIO = 0.30
 TARGET_ADDED_P99_MS = 3.0
@@ -117,8 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway workers, and those of the second nginx reference",
     )
     parser.add_argument("--out", default="var/bench/results.json")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--no-llm", action="store_true", help="the REST part only")
+    parts.add_argument("--only-llm", action="store_true", help="the chat-completion part only")
+    llm.add_options(parser)
     options = parser.parse_args(argv)
+    if options.only_llm:
+        return llm.run(options)
+    status = rest(options)
+    if status or options.no_llm:
+        return status
+    print("\n-- chat completions --", flush=True)
+    return llm.run(options)
 
+
+def rest(options: argparse.Namespace) -> int:
+    """The REST part: direct, nginx references, bare ASGI and Portico on the same upstream."""
     if not load.wrk_binary():
         print("The benchmark needs wrk: apt-get install wrk nginx-light (make bench does it as root).")
         return 2
