@@ -5,7 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from portal.models import Application, Plan
+from portal.models import Application, Plan, Role
+from portal.services.tenants import MAX_EMAIL_LENGTH
 
 
 class SignupForm(UserCreationForm):
@@ -48,6 +49,13 @@ def safe_next(request, url: str | None) -> str:
     ):
         return url
     return ""
+
+
+class InvitationForm(forms.Form):
+    """Whom to invite and as what. The service checks the address again (and the roles)."""
+
+    email = forms.EmailField(max_length=MAX_EMAIL_LENGTH)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
 
 
 class ApplicationForm(forms.ModelForm):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 from django_ratelimit import ALL
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
 
 # Per client address and per account name, on the log-in form.
@@ -66,23 +66,23 @@ class Limit:
     key: str | Callable[[str, HttpRequest], str]
     rate: str
 
-    def exceeded(self, request: HttpRequest) -> bool:
-        """Count this request and say whether it goes over the limit."""
-        return is_ratelimited(request, group=self.group, key=self.key, rate=self.rate, method=ALL, increment=True)
+    def _usage(self, request: HttpRequest, *, increment: bool) -> dict | None:
+        return get_usage(request, group=self.group, key=self.key, rate=self.rate, method=ALL, increment=increment)
+
+    def reached(self, request: HttpRequest) -> bool:
+        """Whether one more would go over the limit (counts nothing)."""
+        usage = self._usage(request, increment=False)
+        return usage is not None and usage["count"] >= usage["limit"]
+
+    def count(self, request: HttpRequest) -> None:
+        self._usage(request, increment=True)
 
 
 def invitation_limits(tenant_id: int) -> list[Limit]:
-    """The counters an invitation goes through: the inviter's (by account), then the team's."""
+    """The counters an invitation goes through: the inviter's (by account), then the team's.
+    Check them with ``reached`` before inviting and ``count`` only an invitation that was
+    sent: attempts the service refuses (a viewer's, say) must not use up the team's share."""
     return [
         Limit("invitations.person", "user", INVITATIONS_PER_PERSON),
         Limit("invitations.team", lambda group, request: str(tenant_id), INVITATIONS_PER_TEAM),
     ]
-
-
-def first_exceeded(request: HttpRequest, limits: list[Limit]) -> Limit | None:
-    """Count the request on each limit in turn and return the first one it goes over, or
-    None. Counting stops there: a refused attempt does not use up the later counters."""
-    for limit in limits:
-        if limit.exceeded(request):
-            return limit
-    return None

@@ -5,8 +5,9 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 
-from portal.models import Membership, Role, Subscription
+from portal.models import Invitation, Membership, Role, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,23 @@ def notify_tenant_owners(tenant, subject: str, body: str) -> int:
 
     transaction.on_commit(send)
     return len(recipients)
+
+
+def send_invitation(invitation: Invitation, token: str) -> bool:
+    """E-mail the invitation's link (the only place its token ever goes). Called once the
+    invitation is committed; returns whether the mail server took the message, so the
+    caller can withdraw an invitation nobody could ever accept. A failure is logged."""
+    link = settings.PORTICO_PORTAL_URL.rstrip("/") + reverse("accept_invitation", args=[token])
+    inviter = invitation.invited_by.username if invitation.invited_by else "Portico"
+    team = " ".join(invitation.tenant.name.split())  # a name is one header line, whatever was typed
+    subject = f"[Portico] {inviter} invites you to {team}"
+    body = (
+        f"Join {team} on Portico as {invitation.get_role_display().lower()}:\n\n{link}\n\n"
+        "The link works once, for 7 days."
+    )
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+    except Exception:  # the mail server's trouble: the caller tells the inviter, never a 500
+        log.exception("could not send the invitation email for invitation %s", invitation.pk)
+        return False
+    return True

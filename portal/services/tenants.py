@@ -4,14 +4,16 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from portal.models import Invitation, Membership, Role, Tenant
-from portal.services import audit
+from portal.services import audit, notifications
 from portal.services.access import require_role
-from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied
+from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied, ServiceError
 
 
 def unique_tenant_slug(name: str) -> str:
@@ -38,18 +40,47 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on an address in a mail path, and the column's
+
+
+class InvitationNotSent(ServiceError):
+    """The mail server did not take the invitation; it was withdrawn."""
+
+    status = 503
+    code = "email_not_sent"
+
+
+def checked_email(value: str) -> str:
+    """An invitee's address, stripped and lower-cased, or InvalidInput: a valid address of
+    at most 254 characters (which also keeps CR/LF out of the mail's headers)."""
+    email = value.strip().lower()
+    if not email:
+        raise InvalidInput("Enter the address to send the invitation to.")
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise InvalidInput(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+    try:
+        validate_email(email)
+    except ValidationError as error:
+        raise InvalidInput(f"{email!r} is not an email address.") from error
+    return email
+
+
 def invite_member(tenant: Tenant, email: str, role: str, actor) -> tuple[Invitation, str]:
-    """Invite someone by email. Returns the invitation and its token (for the link, once)."""
+    """Invite someone by email. Returns the invitation and its token (for the link, once).
+
+    The invitation is committed, then its e-mail sent. If the mail server refuses, the
+    invitation is withdrawn (deleted, audited) and InvitationNotSent raised: its token lives
+    only in that e-mail, so an unsent invitation could never be accepted."""
     require_role(actor, tenant, Role.ADMIN)
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}; use one of: {', '.join(Role.values)}.")
     if role == Role.OWNER and not require_role(actor, tenant, Role.VIEWER).has_role(Role.OWNER):
         raise PermissionDenied("Only an owner can invite another owner.")
-    email = email.strip().lower()
+    email = checked_email(email)
     if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
         raise InvalidInput(f"{email} is already a member of {tenant.name}.")
     token = secrets.token_urlsafe(32)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):  # committed before the e-mail goes
         invitation = Invitation.objects.create(
             tenant=tenant,
             email=email,
@@ -59,6 +90,14 @@ def invite_member(tenant: Tenant, email: str, role: str, actor) -> tuple[Invitat
             expires_at=timezone.now() + INVITATION_LIFETIME,
         )
         audit.record(actor, "member.invited", invitation, tenant=tenant, email=email, role=role)
+    if not notifications.send_invitation(invitation, token):
+        with transaction.atomic():
+            audit.record(actor, "member.invitation_withdrawn", invitation, tenant=tenant, email=email, reason="unsent")
+            invitation.delete()
+        raise InvitationNotSent(
+            f"The invitation to {email} could not be sent (the mail server did not answer); nothing was saved. "
+            "Try again in a few minutes."
+        )
     return invitation, token
 
 

@@ -1,17 +1,16 @@
 """Team members: list, invite by email with a role, change roles, remove; accept an invitation."""
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.mail import send_mail
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from portal import ratelimits
+from portal.forms import InvitationForm
 from portal.models import Invitation, Membership, Role
 from portal.services import tenants
-from portal.services.errors import NotFound, ServiceError
+from portal.services.errors import InvalidInput, NotFound, ServiceError
 from portal.views.context import SESSION_KEY, current_membership
 
 
@@ -25,24 +24,30 @@ def _membership_or_404(request) -> Membership:
 @login_required
 def members(request):
     mine = _membership_or_404(request)
-    if request.method == "POST":
-        try:
-            invitation, token = tenants.invite_member(
-                mine.tenant, request.POST.get("email", ""), request.POST.get("role", Role.DEVELOPER), request.user
-            )
-        except ServiceError as error:
-            messages.error(request, error.message)
+    form = InvitationForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        limits = ratelimits.invitation_limits(mine.tenant_id)
+        if any(limit.reached(request) for limit in limits):
+            form.add_error(None, "Too many invitations for now; try again later.")
+            status = 429
         else:
-            link = request.build_absolute_uri(reverse("accept_invitation", args=[token]))
-            send_mail(
-                f"[Portico] {request.user.username} invites you to {mine.tenant.name}",
-                f"Join {mine.tenant.name} on Portico as {invitation.get_role_display().lower()}:\n\n{link}\n\n"
-                "The link works once, for 7 days.",
-                settings.DEFAULT_FROM_EMAIL,
-                [invitation.email],
-            )
-            messages.success(request, f"Invitation sent to {invitation.email}.")
-        return redirect("members")
+            try:
+                invitation, _token = tenants.invite_member(
+                    mine.tenant, form.cleaned_data["email"], form.cleaned_data["role"], request.user
+                )
+            except InvalidInput as error:
+                form.add_error("email", error.message)
+            except ServiceError as error:
+                messages.error(request, error.message)
+                return redirect("members")
+            else:
+                for limit in limits:
+                    limit.count(request)
+                messages.success(request, f"Invitation sent to {invitation.email}.")
+                return redirect("members")
+    elif request.method == "POST":
+        status = 400
     return render(
         request,
         "portal/console/members.html",
@@ -52,7 +57,9 @@ def members(request):
             "invitations": Invitation.objects.filter(tenant=mine.tenant, accepted_at__isnull=True),
             "roles": Role.choices,
             "can_manage": mine.has_role(Role.ADMIN),
+            "form": form,
         },
+        status=status,
     )
 
 
