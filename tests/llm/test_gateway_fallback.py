@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -22,7 +24,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.llm.conftest import Target, clean, unique, user
+from llm.router import KEY_STATE_HASH
+from tests.llm.conftest import Target, clean, unique, user, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -147,6 +150,30 @@ def test_when_every_target_fails_the_last_failure_decides_the_status(ai_route, m
 
     assert raised.value.status_code == 504
     assert len(seen_by(mock_llm, primary)) == 1 and len(seen_by(mock_llm, fallback)) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "answered", "error_class"),
+    [(429, 429, openai.RateLimitError), (500, 502, openai.InternalServerError), (503, 503, openai.InternalServerError)],
+)
+def test_when_every_target_fails_the_client_gets_the_last_failures_status(
+    ai_route, mock_llm, call_record, status, answered, error_class
+):
+    route = primary_and_fallback(ai_route)
+    primary, fallback = route.target, route.fallbacks[0]
+    for target in (primary, fallback):
+        mock_llm.faults("status", match={"model": target.upstream}, status=status, retry_after=5)
+
+    with pytest.raises(error_class) as raised:
+        ask(route)
+
+    error = raised.value
+    assert error.status_code == answered
+    if status == 429:
+        assert 1 <= int(error.response.headers["retry-after"]) <= 5
+    assert len(seen_by(mock_llm, primary)) == 1 and len(seen_by(mock_llm, fallback)) == 1
+    record = call_record(error.response.headers["x-request-id"])
+    assert record["status"] == answered and record["fallbacks"] == 1
 
 
 @pytest.mark.parametrize("status", [400, 404])
@@ -279,7 +306,9 @@ def test_a_70_30_route_splits_200_calls_over_both_workers_70_30(ai_route, mock_l
 # -- the key pool --------------------------------------------------------------------------------
 
 
-def test_an_invalid_first_key_is_skipped_and_then_never_tried_again_in_that_worker(ai_route, mock_llm, call_record):
+def test_an_invalid_first_key_is_skipped_and_then_never_tried_again_in_that_worker(
+    ai_route, mock_llm, call_record, redis_client
+):
     invalid, good = fresh_key("invalid"), fresh_key("good")
     route = ai_route([Target("openai", keys=[invalid, good])])
 
@@ -292,6 +321,10 @@ def test_an_invalid_first_key_is_skipped_and_then_never_tried_again_in_that_work
     assert first.choices[0].message.content == "Mock openai answer to: first"
     assert keys_used(mock_llm, invalid, good) == [invalid[-4:], good[-4:]] + [good[-4:]] * 4
     assert call_record(first_headers["x-request-id"])["fallbacks"] == 1
+    # The control plane hears of it through Redis (off the request path).
+    invalid_id = route.target.provider.keys.get(last4=invalid[-4:]).pk
+    state = wait_until(lambda: redis_client.hget(KEY_STATE_HASH, str(invalid_id)))
+    assert state is not None and json.loads(state)["state"] == "disabled"
 
     # Over both workers (a connection each; one after the other, as calls in flight together
     # may all have picked the key before its 401 came back): each worker tries it once.
@@ -300,7 +333,7 @@ def test_an_invalid_first_key_is_skipped_and_then_never_tried_again_in_that_work
     assert keys_used(mock_llm, invalid).count(invalid[-4:]) <= 2
 
 
-def test_a_rate_limited_key_rests_and_the_next_key_serves(ai_route, mock_llm):
+def test_a_rate_limited_key_rests_and_the_next_key_serves(ai_route, mock_llm, redis_client):
     first_key, second_key = fresh_key("first"), fresh_key("second")
     route = ai_route([Target("openai", keys=[first_key, second_key])])
     mock_llm.faults("status", match={"key_last4": first_key[-4:]}, status=429, retry_after=30)
@@ -315,6 +348,10 @@ def test_a_rate_limited_key_rests_and_the_next_key_serves(ai_route, mock_llm):
     # The 429 key rests (30 s) in the worker that saw the 429: the next key serves it all.
     assert keys_used(mock_llm, first_key, second_key) == [first_key[-4:]] + [second_key[-4:]] * 4
     assert [r["status"] for r in mock_llm.requests() if r["key_last4"] == first_key[-4:]] == [429]
+    resting_id = route.target.provider.keys.get(last4=first_key[-4:]).pk
+    state = wait_until(lambda: redis_client.hget(KEY_STATE_HASH, str(resting_id)))
+    assert state is not None and json.loads(state)["state"] == "rate_limited"
+    assert 20 < json.loads(state)["until"] - time.time() <= 30
 
 
 # -- cool-down -----------------------------------------------------------------------------------
