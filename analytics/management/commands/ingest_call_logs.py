@@ -1,10 +1,16 @@
+import logging
 import signal
 import time
 from typing import Any
 
+import redis
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from analytics.ingest import CLAIM_IDLE_MS, ingest_call_logs
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -43,5 +49,11 @@ class Command(BaseCommand):
         deadline = None if options["max_seconds"] is None else time.monotonic() + options["max_seconds"]
         stored = 0
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            stored += ingest_call_logs(max_batches=10, block_ms=1000, **kwargs)
+            try:
+                stored += ingest_call_logs(max_batches=10, block_ms=1000, **kwargs)
+            except (redis.RedisError, OSError, OperationalError, InterfaceError) as error:
+                # Redis or the database away: what was read stays pending; try again shortly.
+                log.warning("ingest paused (%s); retrying in %.0f s", error, RETRY_SECONDS)
+                close_old_connections()
+                time.sleep(RETRY_SECONDS)
         self.stdout.write(f"{stored} call records ingested.")
