@@ -121,6 +121,18 @@ def test_a_primary_slower_than_the_first_byte_timeout_falls_back(ai_route, mock_
     assert record["latency_ms"] < 2000
 
 
+def test_a_fallback_of_another_provider_kind_answers_in_the_clients_format(ai_route, mock_llm):
+    route = ai_route([Target("openai")], fallbacks=[Target("anthropic")], retries=0)
+    mock_llm.faults("status", match={"model": route.target.upstream}, status=500)
+
+    headers, completion = ask(route)
+
+    assert headers["x-portico-provider"] == "anthropic"
+    assert headers["x-portico-model"] == route.fallbacks[0].upstream
+    assert completion.choices[0].message.content == "Mock anthropic answer to: Hello there"
+    assert all(clean(r) for r in seen_by(mock_llm, route.fallbacks[0]))
+
+
 def test_retries_are_bounded_then_the_chain_is_followed(ai_route, mock_llm, call_record):
     route = ai_route([Target("openai")], fallbacks=[Target("openai"), Target("openai")], retries=1)
     primary, first, second = route.target, *route.fallbacks
@@ -205,8 +217,10 @@ def test_the_providers_own_client_error_is_relayed_without_fallback(ai_route, mo
         ("status", {"status": 500}),
         ("slow_first_byte", {"ms": 2500}),
         ("cut_stream", {"after_events": 0}),
+        ("cut_stream", {"after_events": 1}),
+        ("stream_error", {"after_events": 1, "status": 500}),
     ],
-    ids=["429", "500", "slow-first-byte", "cut-before-any-event"],
+    ids=["429", "500", "slow-first-byte", "cut-before-any-event", "cut-after-the-role-only", "in-band-error-first"],
 )
 def test_a_stream_failing_before_its_first_content_falls_back_to_a_complete_stream(
     ai_route, mock_llm, call_record, fault, params
@@ -238,13 +252,14 @@ def test_an_anthropic_stream_failing_before_its_first_content_falls_back(ai_rout
     assert len(seen_by(mock_llm, primary)) == 1 and len(seen_by(mock_llm, fallback)) == 1
 
 
-def test_a_stream_cut_after_its_first_content_makes_the_openai_sdk_raise_and_never_falls_back(
-    ai_route, mock_llm, call_record
+@pytest.mark.parametrize("fault", ["cut_stream", "stream_error"])
+def test_a_stream_broken_after_its_first_content_makes_the_openai_sdk_raise_and_never_falls_back(
+    ai_route, mock_llm, call_record, fault
 ):
     route = primary_and_fallback(ai_route)
     primary, fallback = route.target, route.fallbacks[0]
-    # Events: the role, then one per token; cut after the role and two tokens.
-    mock_llm.faults("cut_stream", match={"model": primary.upstream}, after_events=3)
+    # Events: the role, then one per token; break after the role and two tokens.
+    mock_llm.faults(fault, match={"model": primary.upstream}, after_events=3)
 
     raw = route.openai().chat.completions.with_raw_response.create(
         model=route.alias, messages=user("Tell me a long story"), stream=True

@@ -143,3 +143,20 @@ def test_a_route_without_a_ttl_never_caches(ai_route, mock_llm):
     headers = [ask(route, temperature=0)[0] for _ in range(2)]
     assert all("x-cache" not in h for h in headers)
     assert upstream_calls(mock_llm, route) == 2
+
+
+def test_a_masked_request_hits_the_cache_but_gets_its_own_values_back(ai_route, mock_llm):
+    # Mask mode sends "<PII_EMAIL_1>" upstream for any address: two prompts differing only in
+    # the address are one upstream request, so the second is a hit, and its answer must be
+    # restored with its own address, never the first caller's.
+    route = ai_route(cache_ttl_seconds=TTL, pii_mode="mask")
+
+    first_headers, first = ask(route, "Mail alice@example.com now", temperature=0)
+    second_headers, second = ask(route, "Mail bob@example.org now", temperature=0)
+    _headers, streamed, _finish, _usage = ask_stream(route, "Mail carol@example.net now", temperature=0)
+
+    assert (first_headers["x-cache"], second_headers["x-cache"]) == ("MISS", "HIT")
+    assert first.choices[0].message.content == "Mock openai answer to: Mail alice@example.com now"
+    assert second.choices[0].message.content == "Mock openai answer to: Mail bob@example.org now"
+    assert streamed == "Mock openai answer to: Mail carol@example.net now"
+    assert upstream_calls(mock_llm, route) == 1
