@@ -1,12 +1,23 @@
-"""The portal's cache: Django's Redis backend, failing open when Redis is unreachable.
+"""The portal's cache: Django's Redis backend, with a per-process fallback while Redis is away.
 
-The cache only holds counters for abuse limits (django-ratelimit, the API throttle). While
-Redis is away, refusing logins or answering 500 would be the greater harm, so reads miss,
-writes are dropped and the limits let requests through; each outage is logged.
+The cache holds counters for abuse limits (django-ratelimit: log-in, sign-up, password
+reset, key and token issuing, invitations; the API throttle). While Redis is unreachable,
+refusing everyone or answering 500 would be the greater harm, and letting every request
+through would open the door to brute force for as long as the outage lasts. So whatever
+Redis cannot serve is served by a small in-memory cache of this process instead: counters
+keep their windows (django-ratelimit's keys name their window and expire with it), and as
+each process counts on its own, a limit of N allows at most N per portal process.
+
+After a failure Redis is left alone for ``RETRY_SECONDS`` (a Redis that times out would
+otherwise cost every request a socket timeout per counter); each outage is logged once.
 """
 
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -14,45 +25,75 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger(__name__)
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+RETRY_SECONDS = 5.0
+# One store per process (LocMemCache instances of one name share it, across threads); bounded,
+# culling a third when full, so a flood of distinct keys cannot grow it without end.
+FALLBACK_NAME = "portico-redis-fallback"
+FALLBACK_OPTIONS = {"OPTIONS": {"MAX_ENTRIES": 20_000, "CULL_FREQUENCY": 3}}
+# Only for a counter Redis lost between django-ratelimit's add and incr: longer than any window.
+ORPHAN_COUNTER_SECONDS = 2 * 86400
 
 
-class FailOpenRedisCache(RedisCache):
-    def _unreachable(self, operation: str, error: Exception, answer):
-        log.warning("cache %s skipped, Redis is unreachable: %s", operation, error)
-        return answer
+class FailOverRedisCache(RedisCache):
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self.fallback = LocMemCache(FALLBACK_NAME, FALLBACK_OPTIONS)
+        self._skip_redis_until = 0.0
+
+    def _either(self, operation: str, on_redis: Callable[[], Any], on_fallback: Callable[[], Any]) -> Any:
+        if time.monotonic() >= self._skip_redis_until:
+            try:
+                return on_redis()
+            except UNREACHABLE as error:
+                log.warning("Redis is unreachable (%s: %s); this process counts on its own for now", operation, error)
+                self._skip_redis_until = time.monotonic() + RETRY_SECONDS
+        return on_fallback()
 
     def add(self, key, value, timeout=None, version=None):
-        try:
-            return super().add(key, value, timeout, version)
-        except UNREACHABLE as error:
-            return self._unreachable("add", error, False)
+        return self._either(
+            "add",
+            lambda: super(FailOverRedisCache, self).add(key, value, timeout, version),
+            lambda: self.fallback.add(key, value, timeout, version),
+        )
 
     def get(self, key, default=None, version=None):
-        try:
-            return super().get(key, default, version)
-        except UNREACHABLE as error:
-            return self._unreachable("get", error, default)
+        return self._either(
+            "get",
+            lambda: super(FailOverRedisCache, self).get(key, default, version),
+            lambda: self.fallback.get(key, default, version),
+        )
 
     def set(self, key, value, timeout=None, version=None):
-        try:
-            return super().set(key, value, timeout, version)
-        except UNREACHABLE as error:
-            return self._unreachable("set", error, None)
+        return self._either(
+            "set",
+            lambda: super(FailOverRedisCache, self).set(key, value, timeout, version),
+            lambda: self.fallback.set(key, value, timeout, version),
+        )
 
     def incr(self, key, delta=1, version=None):
+        return self._either(
+            "incr",
+            lambda: super(FailOverRedisCache, self).incr(key, delta, version),
+            lambda: self._fallback_incr(key, delta, version),
+        )
+
+    def _fallback_incr(self, key, delta, version):
         try:
-            return super().incr(key, delta, version)
-        except UNREACHABLE as error:
-            return self._unreachable("incr", error, None)  # django-ratelimit: count unknown → fail open
+            return self.fallback.incr(key, delta, version)
+        except ValueError:  # counted in Redis until now: start again here
+            self.fallback.add(key, delta, ORPHAN_COUNTER_SECONDS, version)
+            return delta
 
     def delete(self, key, version=None):
-        try:
-            return super().delete(key, version)
-        except UNREACHABLE as error:
-            return self._unreachable("delete", error, False)
+        return self._either(
+            "delete",
+            lambda: super(FailOverRedisCache, self).delete(key, version),
+            lambda: self.fallback.delete(key, version),
+        )
 
     def get_many(self, keys, version=None):
-        try:
-            return super().get_many(keys, version)
-        except UNREACHABLE as error:
-            return self._unreachable("get_many", error, {})
+        return self._either(
+            "get_many",
+            lambda: super(FailOverRedisCache, self).get_many(keys, version),
+            lambda: self.fallback.get_many(keys, version),
+        )

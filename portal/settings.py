@@ -140,8 +140,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0")
 
 CACHES = {
     "default": {
-        # Fails open while Redis is away: abuse limits let requests through, never a 500.
-        "BACKEND": "portal.cache.FailOpenRedisCache",
+        # While Redis is away each process counts on its own (portal.cache): limits hold, never a 500.
+        "BACKEND": "portal.cache.FailOverRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portico:cache",
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
@@ -269,7 +269,7 @@ RATELIMIT_VIEW = "portal.views.errors.ratelimited"
 # Django's own Redis backend is atomic (INCR) and shared, which is all django-ratelimit needs;
 # its check only knows django-redis by name.
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
-RATELIMIT_FAIL_OPEN = True  # with the cache unreachable the count is unknown: let the request through
+RATELIMIT_FAIL_OPEN = True  # a count the cache could not give at all (it always can: portal.cache falls back)
 
 LOGGING = {
     "version": 1,
