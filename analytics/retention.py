@@ -18,6 +18,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
@@ -53,38 +54,40 @@ def covers(tier: str, start: datetime, now: datetime) -> bool:
     return days == 0 or start >= now - timedelta(days=days)
 
 
-def expired(tier: str, now: datetime) -> QuerySet | None:
+def expired(tier: str, now: datetime, using: str = DEFAULT_DB_ALIAS) -> QuerySet | None:
     """The rows of ``tier`` past their retention at ``now``, or None when the tier is kept."""
     days = retention_days(tier)
     if days == 0:
         return None
     cutoff = now - timedelta(days=days)
     if tier == CALLS:
-        return CallLog.objects.filter(time__lt=cutoff)
-    return Rollup.objects.filter(granularity=tier, bucket_start__lte=cutoff - WIDTH[Granularity(tier)])
+        return CallLog.objects.using(using).filter(time__lt=cutoff)
+    return Rollup.objects.using(using).filter(granularity=tier, bucket_start__lte=cutoff - WIDTH[Granularity(tier)])
 
 
-def _delete_in_batches(rows: QuerySet, model: type[Model], batch: int) -> int:
+def _delete_in_batches(rows: QuerySet, model: type[Model], batch: int, using: str) -> int:
     deleted = 0
     while True:
         ids = list(rows.order_by().values_list("pk", flat=True)[:batch])
         if not ids:
             return deleted
         # Nothing points at these rows: Django deletes them in one DELETE ... WHERE id IN.
-        count, _ = model.objects.filter(pk__in=ids).delete()
+        count, _ = model.objects.using(using).filter(pk__in=ids).delete()
         deleted += count
 
 
-def enforce_retention(*, now: datetime | None = None, batch: int = BATCH) -> dict[str, int]:
+def enforce_retention(
+    *, now: datetime | None = None, batch: int = BATCH, using: str = DEFAULT_DB_ALIAS
+) -> dict[str, int]:
     """Delete what is past its tier at ``now``. Returns the rows deleted per tier."""
     now = now or timezone.now()
     deleted: dict[str, int] = {}
     for tier in TIERS:
-        rows = expired(tier, now)
+        rows = expired(tier, now, using)
         if rows is None:
             deleted[tier] = 0
             continue
-        deleted[tier] = _delete_in_batches(rows, rows.model, batch)
+        deleted[tier] = _delete_in_batches(rows, rows.model, batch, using)
         if deleted[tier]:
             log.info("retention: %d %s rows deleted (older than %d days)", deleted[tier], tier, retention_days(tier))
     return deleted

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Floor, Ln, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
@@ -191,11 +191,12 @@ _STATUS_CLASS = Case(
 _USED_TOKENS = Q(tokens_in__isnull=False) | Q(tokens_out__isnull=False)
 
 
-def _aggregate_calls(granularity: str, start: datetime, end: datetime) -> dict[tuple, Totals]:
+def _aggregate_calls(granularity: str, start: datetime, end: datetime, using: str) -> dict[tuple, Totals]:
     """Totals per (bucket start, dimensions) of the calls in [start, end), in one GROUP BY:
     one row per histogram bucket used by each group, summed up here."""
     rows = (
-        CallLog.objects.filter(time__gte=start, time__lt=end)
+        CallLog.objects.using(using)
+        .filter(time__gte=start, time__lt=end)
         .annotate(bucket=_TRUNC[Granularity(granularity)]("time", tzinfo=UTC))
         .annotate(status_class=_STATUS_CLASS, hist=HISTOGRAM.sql_index())
         .values("bucket", *DIMENSIONS, "hist")
@@ -243,10 +244,12 @@ def _aggregate_calls(granularity: str, start: datetime, end: datetime) -> dict[t
     return groups
 
 
-def _merge_rollups(source: str, granularity: str, start: datetime, end: datetime) -> dict[tuple, Totals]:
+def _merge_rollups(source: str, granularity: str, start: datetime, end: datetime, using: str) -> dict[tuple, Totals]:
     """Totals per (bucket start, dimensions) merged from the ``source`` tier's rows."""
     groups: dict[tuple, Totals] = {}
-    rows = Rollup.objects.filter(granularity=source, bucket_start__gte=start, bucket_start__lt=end).values()
+    rows = (
+        Rollup.objects.using(using).filter(granularity=source, bucket_start__gte=start, bucket_start__lt=end).values()
+    )
     for row in rows.iterator(chunk_size=5000):
         key = (_truncate(granularity, row["bucket_start"]), *(row[name] for name in DIMENSIONS))
         totals = groups.get(key)
@@ -301,7 +304,9 @@ def ranges(granularity: str, starts: Iterable[datetime]) -> list[tuple[datetime,
     return found
 
 
-def recompute(granularity: str, starts: Iterable[datetime], *, now: datetime | None = None) -> list[datetime]:
+def recompute(
+    granularity: str, starts: Iterable[datetime], *, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
+) -> list[datetime]:
     """Recompute the buckets of ``granularity`` that start at ``starts``, each from the first
     of its sources that retention still keeps whole, replacing their rows; mark the next
     tier's buckets. Call inside a transaction. Returns the buckets recomputed."""
@@ -324,27 +329,29 @@ def recompute(granularity: str, starts: Iterable[datetime], *, now: datetime | N
                 )
             else:
                 if source == CALLS:
-                    groups = _aggregate_calls(granularity, bucket, run_end)
+                    groups = _aggregate_calls(granularity, bucket, run_end, using)
                 else:
-                    groups = _merge_rollups(source, granularity, bucket, run_end)
-                Rollup.objects.filter(
+                    groups = _merge_rollups(source, granularity, bucket, run_end, using)
+                Rollup.objects.using(using).filter(
                     granularity=granularity, bucket_start__gte=bucket, bucket_start__lt=run_end
                 ).delete()
-                Rollup.objects.bulk_create(_rows(granularity, groups), batch_size=1000)
+                Rollup.objects.using(using).bulk_create(_rows(granularity, groups), batch_size=1000)
                 step = bucket
                 while step < run_end:
                     done.append(step)
                     step += width
             bucket = run_end
     if (upper := NEXT_TIER.get(Granularity(granularity))) and done:
-        mark(upper, {_truncate(upper, b) for b in done}, now=now)
+        mark(upper, {_truncate(upper, b) for b in done}, now=now, using=using)
     return done
 
 
-def mark(granularity: str, starts: Iterable[datetime], *, now: datetime | None = None) -> None:
+def mark(
+    granularity: str, starts: Iterable[datetime], *, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
+) -> None:
     """Mark buckets of ``granularity`` for the next run of that tier (again if already marked)."""
     now = now or timezone.now()
-    RollupMark.objects.bulk_create(
+    RollupMark.objects.using(using).bulk_create(
         [RollupMark(granularity=granularity, bucket_start=start, marked_at=now) for start in sorted(set(starts))],
         update_conflicts=True,
         unique_fields=["granularity", "bucket_start"],
@@ -353,17 +360,18 @@ def mark(granularity: str, starts: Iterable[datetime], *, now: datetime | None =
     )
 
 
-def _lock(name: str) -> RollupWatermark:
+def _lock(name: str, using: str) -> RollupWatermark:
     """The tier's watermark row, locked until the transaction ends (PostgreSQL; SQLite
     serializes writers anyway), so two runs of one tier never interleave."""
-    RollupWatermark.objects.get_or_create(name=name)
-    return RollupWatermark.objects.select_for_update().get(name=name)
+    RollupWatermark.objects.using(using).get_or_create(name=name)
+    return RollupWatermark.objects.using(using).select_for_update().get(name=name)
 
 
-def touched_minutes(after_id: int, up_to_id: int) -> list[datetime]:
+def touched_minutes(after_id: int, up_to_id: int, using: str = DEFAULT_DB_ALIAS) -> list[datetime]:
     """The minutes holding calls with ids in (after_id, up_to_id]."""
     rows: QuerySet = (
-        CallLog.objects.filter(id__gt=after_id, id__lte=up_to_id)
+        CallLog.objects.using(using)
+        .filter(id__gt=after_id, id__lte=up_to_id)
         .annotate(minute=TruncMinute("time", tzinfo=UTC))
         .order_by()
         .values_list("minute", flat=True)
@@ -372,51 +380,56 @@ def touched_minutes(after_id: int, up_to_id: int) -> list[datetime]:
     return list(rows)
 
 
-def roll_up_minutes(*, now: datetime | None = None) -> int:
+def roll_up_minutes(*, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recompute the minutes touched by calls ingested since the run before last (and mark
     their hours). Returns the number of minute buckets recomputed."""
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
-        watermark = _lock(Granularity.MINUTE)
-        highest = CallLog.objects.aggregate(highest=Max("id"))["highest"] or 0
-        minutes = touched_minutes(watermark.previous_id, highest)
-        done = recompute(Granularity.MINUTE, minutes, now=now)
+    with transaction.atomic(using=using, durable=True):
+        watermark = _lock(Granularity.MINUTE, using)
+        highest = CallLog.objects.using(using).aggregate(highest=Max("id"))["highest"] or 0
+        minutes = touched_minutes(watermark.previous_id, highest, using)
+        done = recompute(Granularity.MINUTE, minutes, now=now, using=using)
         watermark.previous_id, watermark.last_id = watermark.last_id, max(watermark.last_id, highest)
         watermark.save(update_fields=["previous_id", "last_id", "updated_at"])
     return len(done)
 
 
-def _roll_up_marked(granularity: str, now: datetime | None, limit: int) -> int:
+def _roll_up_marked(granularity: str, now: datetime | None, limit: int, using: str) -> int:
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
-        _lock(granularity)
+    with transaction.atomic(using=using, durable=True):
+        _lock(granularity, using)
         marks = list(
-            RollupMark.objects.filter(granularity=granularity)
+            RollupMark.objects.using(using)
+            .filter(granularity=granularity)
             .order_by("bucket_start")
             .values_list("pk", "bucket_start", "marked_at")[:limit]
         )
         if not marks:
             return 0
-        done = recompute(granularity, [start for _pk, start, _at in marks], now=now)
+        done = recompute(granularity, [start for _pk, start, _at in marks], now=now, using=using)
         # A mark renewed since we read it stays for the next run.
         for first in range(0, len(marks), 100):
             seen = Q()
             for pk, _start, marked_at in marks[first : first + 100]:
                 seen |= Q(pk=pk, marked_at=marked_at)
-            RollupMark.objects.filter(seen).delete()
+            RollupMark.objects.using(using).filter(seen).delete()
     return len(done)
 
 
-def roll_up_hours(*, now: datetime | None = None, limit: int = 2000) -> int:
+def roll_up_hours(*, now: datetime | None = None, limit: int = 2000, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recompute the hours marked by minute runs (and mark their days). Returns how many."""
-    return _roll_up_marked(Granularity.HOUR, now, limit)
+    return _roll_up_marked(Granularity.HOUR, now, limit, using)
 
 
-def roll_up_days(*, now: datetime | None = None, limit: int = 400) -> int:
+def roll_up_days(*, now: datetime | None = None, limit: int = 400, using: str = DEFAULT_DB_ALIAS) -> int:
     """Recompute the days marked by hour runs. Returns how many."""
-    return _roll_up_marked(Granularity.DAY, now, limit)
+    return _roll_up_marked(Granularity.DAY, now, limit, using)
 
 
-def roll_up_all(*, now: datetime | None = None) -> tuple[int, int, int]:
+def roll_up_all(*, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> tuple[int, int, int]:
     """Minutes, then hours, then days: everything ingested so far is in every tier."""
-    return roll_up_minutes(now=now), roll_up_hours(now=now), roll_up_days(now=now)
+    return (
+        roll_up_minutes(now=now, using=using),
+        roll_up_hours(now=now, using=using),
+        roll_up_days(now=now, using=using),
+    )

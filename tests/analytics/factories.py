@@ -32,5 +32,5 @@ def call(at: datetime, *, latency_ms: float = 10.0, status: int = 200, **fields:
     return CallLog(**values)
 
 
-def store(rows: list[CallLog]) -> list[CallLog]:
-    return CallLog.objects.bulk_create(rows, batch_size=2000)
+def store(rows: list[CallLog], using: str = "default") -> list[CallLog]:
+    return CallLog.objects.using(using).bulk_create(rows, batch_size=2000)

@@ -39,7 +39,7 @@ def key(row: Rollup) -> tuple:
     return (row.bucket_start, *(getattr(row, name) for name in DIMENSIONS))
 
 
-def snapshot(granularity: str) -> dict[tuple, dict]:
+def snapshot(granularity: str, db: str) -> dict[tuple, dict]:
     return {
         key(row): {
             name: getattr(row, name)
@@ -59,7 +59,7 @@ def snapshot(granularity: str) -> dict[tuple, dict]:
             )
         }
         | {"latency_sum_ms": round(row.latency_sum_ms, 6)}
-        for row in Rollup.objects.filter(granularity=granularity)
+        for row in Rollup.objects.using(db).filter(granularity=granularity)
     }
 
 
@@ -129,9 +129,10 @@ def mixed_traffic(start: datetime, minutes: int, per_minute: int, seed: int = 7)
     return rows
 
 
-def test_minute_hour_and_day_percentiles_match_the_raw_rows_within_one_bucket():
-    rows = store(mixed_traffic(NOW - timedelta(hours=3), minutes=150, per_minute=12))
-    roll_up_all(now=NOW)
+def test_minute_hour_and_day_percentiles_match_the_raw_rows_within_one_bucket(backend):
+    db = backend.alias
+    rows = store(using=db, rows=mixed_traffic(NOW - timedelta(hours=3), minutes=150, per_minute=12))
+    roll_up_all(now=NOW, using=db)
 
     for granularity, truncate in (
         (Granularity.MINUTE, lambda t: t.replace(second=0, microsecond=0)),
@@ -142,7 +143,7 @@ def test_minute_hour_and_day_percentiles_match_the_raw_rows_within_one_bucket():
         for row in rows:
             dims = (row.api_id, row.version_id, row.tenant_id, row.application_id, row.status // 100, row.model)
             raw.setdefault((truncate(row.time), *dims), []).append(row.latency_ms)
-        rollups = {key(r): r for r in Rollup.objects.filter(granularity=granularity)}
+        rollups = {key(r): r for r in Rollup.objects.using(db).filter(granularity=granularity)}
         assert set(rollups) == set(raw), granularity
         for k, latencies in raw.items():
             totals = Totals().merge(rollups[k])
@@ -156,34 +157,38 @@ def test_minute_hour_and_day_percentiles_match_the_raw_rows_within_one_bucket():
                     assert abs(math.log(estimate / exact)) <= math.log(HISTOGRAM.growth) + 1e-9, (k, p)
 
 
-def test_percentiles_of_a_merged_hour_are_not_averages_of_minute_percentiles():
+def test_percentiles_of_a_merged_hour_are_not_averages_of_minute_percentiles(backend):
+    db = backend.alias
     # One busy fast minute and one quiet slow minute: the hour's median is fast.
     start = NOW - timedelta(hours=2)
-    store([call(start + timedelta(seconds=i % 60), latency_ms=10.0) for i in range(99)])
-    store([call(start + timedelta(minutes=1, seconds=i), latency_ms=1000.0) for i in range(3)])
-    roll_up_all(now=NOW)
-    (hour,) = Rollup.objects.filter(granularity=Granularity.HOUR)
+    store(using=db, rows=[call(start + timedelta(seconds=i % 60), latency_ms=10.0) for i in range(99)])
+    store(using=db, rows=[call(start + timedelta(minutes=1, seconds=i), latency_ms=1000.0) for i in range(3)])
+    roll_up_all(now=NOW, using=db)
+    (hour,) = Rollup.objects.using(db).filter(granularity=Granularity.HOUR)
     p50 = Totals().merge(hour).percentile(50)
     assert 10 / HISTOGRAM.growth <= p50 <= 10 * HISTOGRAM.growth  # the average of 10 and 1000 would be 505
 
 
-def test_hour_and_day_rollups_equal_the_merge_of_their_minutes():
+def test_hour_and_day_rollups_equal_the_merge_of_their_minutes(backend):
+    db = backend.alias
     # Across midnight: two days, several hours each.
-    store(mixed_traffic(datetime(2027, 3, 14, 21, 30, tzinfo=UTC), minutes=300, per_minute=6, seed=3))
-    roll_up_all(now=NOW)
+    store(using=db, rows=mixed_traffic(datetime(2027, 3, 14, 21, 30, tzinfo=UTC), minutes=300, per_minute=6, seed=3))
+    roll_up_all(now=NOW, using=db)
 
-    minutes = list(Rollup.objects.filter(granularity=Granularity.MINUTE))
-    hours = list(Rollup.objects.filter(granularity=Granularity.HOUR))
+    minutes = list(Rollup.objects.using(db).filter(granularity=Granularity.MINUTE))
+    hours = list(Rollup.objects.using(db).filter(granularity=Granularity.HOUR))
     assert len({r.bucket_start for r in hours}) == 6 and len({r.bucket_start.date() for r in hours}) == 2
-    assert snapshot(Granularity.HOUR) == merged(minutes, to_hour)
-    assert snapshot(Granularity.DAY) == merged(hours, to_day) == merged(minutes, to_day)
-    assert sum(r.requests for r in hours) == CallLog.objects.count() == 1800
+    assert snapshot(Granularity.HOUR, db) == merged(minutes, to_hour)
+    assert snapshot(Granularity.DAY, db) == merged(hours, to_day) == merged(minutes, to_day)
+    assert sum(r.requests for r in hours) == CallLog.objects.using(db).count() == 1800
 
 
-def test_sums_per_bucket_count_errors_by_class_and_unknown_costs_apart_from_zero():
+def test_sums_per_bucket_count_errors_by_class_and_unknown_costs_apart_from_zero(backend):
+    db = backend.alias
     minute = NOW - timedelta(minutes=30)
     store(
-        [
+        using=db,
+        rows=[
             call(minute, status=200, bytes_in=10, bytes_out=100),
             call(minute + timedelta(seconds=1), status=404, bytes_in=5, bytes_out=50),
             call(minute + timedelta(seconds=2), status=429),
@@ -195,10 +200,10 @@ def test_sums_per_bucket_count_errors_by_class_and_unknown_costs_apart_from_zero
             call(minute, status=503, model="m"),
             # Only unpriced AI calls in this model's group.
             call(minute, status=200, model="unpriced-model", tokens_in=7, tokens_out=3),
-        ]
+        ],
     )
-    roll_up_minutes(now=NOW)
-    rows = {(r.status_class, r.model): r for r in Rollup.objects.filter(granularity=Granularity.MINUTE)}
+    roll_up_minutes(now=NOW, using=db)
+    rows = {(r.status_class, r.model): r for r in Rollup.objects.using(db).filter(granularity=Granularity.MINUTE)}
     rest2, rest4, rest5 = rows[(2, "")], rows[(4, "")], rows[(5, "")]
     assert (rest2.requests, rest2.errors_4xx, rest2.errors_5xx) == (1, 0, 0)
     assert (rest4.requests, rest4.errors_4xx, rest4.errors_5xx, rest4.bytes_in, rest4.bytes_out) == (2, 2, 0, 5, 50)
@@ -213,36 +218,43 @@ def test_sums_per_bucket_count_errors_by_class_and_unknown_costs_apart_from_zero
     assert only_unpriced.cost is None and only_unpriced.unpriced_calls == 1  # unknown, never 0
 
 
-def test_recomputing_buckets_replaces_them_and_changes_nothing():
-    store(mixed_traffic(NOW - timedelta(hours=2), minutes=90, per_minute=5, seed=11))
-    roll_up_all(now=NOW)
-    before = {g: snapshot(g) for g in Granularity.values}
+def test_recomputing_buckets_replaces_them_and_changes_nothing(backend):
+    db = backend.alias
+    store(using=db, rows=mixed_traffic(NOW - timedelta(hours=2), minutes=90, per_minute=5, seed=11))
+    roll_up_all(now=NOW, using=db)
+    before = {g: snapshot(g, db) for g in Granularity.values}
 
-    roll_up_all(now=NOW)  # the watermark's overlap recomputes the last minutes again
-    starts = list(Rollup.objects.filter(granularity=Granularity.MINUTE).values_list("bucket_start", flat=True))
-    recompute(Granularity.MINUTE, starts, now=NOW)  # every minute, and the hours and days after
-    roll_up_all(now=NOW)
+    roll_up_all(now=NOW, using=db)  # the watermark's overlap recomputes the last minutes again
+    starts = list(
+        Rollup.objects.using(db).filter(granularity=Granularity.MINUTE).values_list("bucket_start", flat=True)
+    )
+    recompute(Granularity.MINUTE, starts, now=NOW, using=db)  # every minute, and the hours and days after
+    roll_up_all(now=NOW, using=db)
 
-    assert {g: snapshot(g) for g in Granularity.values} == before
-    assert RollupMark.objects.count() == 0
+    assert {g: snapshot(g, db) for g in Granularity.values} == before
+    assert RollupMark.objects.using(db).count() == 0
 
 
-def test_a_late_record_is_folded_into_its_minute_hour_and_day_once():
-    store(mixed_traffic(NOW - timedelta(hours=5), minutes=280, per_minute=3, seed=5))
-    roll_up_all(now=NOW)
-    before = {g: snapshot(g) for g in Granularity.values}
+def test_a_late_record_is_folded_into_its_minute_hour_and_day_once(backend):
+    db = backend.alias
+    store(using=db, rows=mixed_traffic(NOW - timedelta(hours=5), minutes=280, per_minute=3, seed=5))
+    roll_up_all(now=NOW, using=db)
+    before = {g: snapshot(g, db) for g in Granularity.values}
 
     late_time = NOW - timedelta(hours=4, minutes=17, seconds=5)  # ingested now, four hours late
-    store([call(late_time, latency_ms=42.0, status=500, api_id=9, version_id=90, tenant_id=100, application_id=101)])
-    roll_up_all(now=NOW)
-    roll_up_all(now=NOW)
+    store(
+        using=db,
+        rows=[call(late_time, latency_ms=42.0, status=500, api_id=9, version_id=90, tenant_id=100, application_id=101)],
+    )
+    roll_up_all(now=NOW, using=db)
+    roll_up_all(now=NOW, using=db)
 
     for granularity, bucket in (
         (Granularity.MINUTE, late_time.replace(second=0)),
         (Granularity.HOUR, to_hour(late_time)),
         (Granularity.DAY, to_day(late_time)),
     ):
-        after = snapshot(granularity)
+        after = snapshot(granularity, db)
         k = (bucket, 9, 90, 100, 101, 5, "")
         assert k not in before[granularity]
         assert after[k]["requests"] == 1 and after[k]["errors_5xx"] == 1
@@ -250,40 +262,44 @@ def test_a_late_record_is_folded_into_its_minute_hour_and_day_once():
         assert {x: v for x, v in after.items() if x != k} == before[granularity]
 
 
-def test_a_row_committed_below_the_watermark_is_folded_in_by_the_next_run():
+def test_a_row_committed_below_the_watermark_is_folded_in_by_the_next_run(backend):
     """Concurrent ingest transactions can commit a lower id after a higher one was read."""
+    db = backend.alias
     minute = NOW - timedelta(minutes=10)
-    store([call(minute, id=100 + i) for i in range(5)])
-    roll_up_minutes(now=NOW)
-    store([call(minute, id=200)])
-    roll_up_minutes(now=NOW)
-    store([call(minute, id=150)])  # committed after the run that read id 200
-    roll_up_minutes(now=NOW)
-    (row,) = Rollup.objects.filter(granularity=Granularity.MINUTE)
+    store(using=db, rows=[call(minute, id=100 + i) for i in range(5)])
+    roll_up_minutes(now=NOW, using=db)
+    store(using=db, rows=[call(minute, id=200)])
+    roll_up_minutes(now=NOW, using=db)
+    store(using=db, rows=[call(minute, id=150)])  # committed after the run that read id 200
+    roll_up_minutes(now=NOW, using=db)
+    (row,) = Rollup.objects.using(db).filter(granularity=Granularity.MINUTE)
     assert row.requests == 7
 
 
-def test_an_hour_past_the_minute_tier_is_rebuilt_from_raw_calls_and_one_past_every_tier_is_left(settings, caplog):
+def test_an_hour_past_the_minute_tier_is_rebuilt_from_raw_calls_and_one_past_every_tier_is_left(
+    settings, caplog, backend
+):
+    db = backend.alias
     settings.PORTICO_RETENTION_MINUTE_ROLLUPS_DAYS = 7
     settings.PORTICO_RETENTION_CALLS_DAYS = 14
     ten_days_ago = to_hour(NOW - timedelta(days=10))
-    store([call(ten_days_ago + timedelta(minutes=m)) for m in range(30)])
-    roll_up_all(now=NOW)
-    Rollup.objects.filter(granularity=Granularity.MINUTE).delete()  # as minute retention would have
+    store(using=db, rows=[call(ten_days_ago + timedelta(minutes=m)) for m in range(30)])
+    roll_up_all(now=NOW, using=db)
+    Rollup.objects.using(db).filter(granularity=Granularity.MINUTE).delete()  # as minute retention would have
 
-    store([call(ten_days_ago + timedelta(minutes=45), status=503)])  # a late record
-    roll_up_all(now=NOW)
-    (hour,) = Rollup.objects.filter(granularity=Granularity.HOUR, status_class=2)
+    store(using=db, rows=[call(ten_days_ago + timedelta(minutes=45), status=503)])  # a late record
+    roll_up_all(now=NOW, using=db)
+    (hour,) = Rollup.objects.using(db).filter(granularity=Granularity.HOUR, status_class=2)
     assert hour.requests == 30  # not replaced by the one late minute
-    assert Rollup.objects.get(granularity=Granularity.HOUR, status_class=5).requests == 1
-    assert Rollup.objects.get(granularity=Granularity.DAY, status_class=2).requests == 30
+    assert Rollup.objects.using(db).get(granularity=Granularity.HOUR, status_class=5).requests == 1
+    assert Rollup.objects.using(db).get(granularity=Granularity.DAY, status_class=2).requests == 30
 
     # Twenty days back: raw calls and minutes of that time are gone, its day is kept as is.
     old_day = to_day(NOW - timedelta(days=20))
-    Rollup.objects.create(granularity=Granularity.DAY, bucket_start=old_day, status_class=2, requests=500)
-    store([call(old_day + timedelta(hours=3))])
-    roll_up_all(now=NOW)
-    assert Rollup.objects.get(granularity=Granularity.DAY, bucket_start=old_day).requests == 500
+    Rollup.objects.using(db).create(granularity=Granularity.DAY, bucket_start=old_day, status_class=2, requests=500)
+    store(using=db, rows=[call(old_day + timedelta(hours=3))])
+    roll_up_all(now=NOW, using=db)
+    assert Rollup.objects.using(db).get(granularity=Granularity.DAY, bucket_start=old_day).requests == 500
     assert "past retention" in caplog.text
 
 
