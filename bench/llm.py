@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -77,6 +78,24 @@ def summarise(results: dict, *, rate: int) -> dict:
     return summary
 
 
+def gateway_view(records: list[dict]) -> dict:
+    """What the gateway itself recorded for the fixed-rate run's calls (its call log): its
+    overhead (the call's time not spent waiting on the provider) and the call's whole
+    latency, p50 and p99 in ms. Time before the gateway read the request (accept, the
+    kernel's queues) is in neither."""
+    overhead = [r["overhead_ms"] for r in records if isinstance(r.get("overhead_ms"), int | float)]
+    latency = [r["latency_ms"] for r in records if isinstance(r.get("latency_ms"), int | float)]
+    if not overhead or not latency:
+        return {"n": 0}
+    return {
+        "n": len(overhead),
+        "overhead_p50_ms": round(load.percentile(overhead, 0.50), 3),
+        "overhead_p99_ms": round(load.percentile(overhead, 0.99), 3),
+        "latency_p50_ms": round(load.percentile(latency, 0.50), 3),
+        "latency_p99_ms": round(load.percentile(latency, 0.99), 3),
+    }
+
+
 def verdicts(summary: dict) -> dict:
     """PASS, FAIL or "not measured" for each of the four targets."""
     over_litellm = summary["portico_over_litellm_rps"]
@@ -125,10 +144,22 @@ def report(results: dict, summary: dict, *, connections: int, rounds: int, secon
     lines += ["", f"fixed rate {summary['rate']} req/s for {rate_seconds:.0f}s (latency from the scheduled send time)"]
     for name, row in fixed.items():
         lines.append(f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms")
-    lines += ["", "streamed completions, time to first byte of the body"]
+    view = results.get("gateway_view") or {}
+    if view.get("n"):
+        lines.append(
+            f"  Portico's own record of those {view['n']:,} calls: overhead p50 {view['overhead_p50_ms']:.2f} ms, "
+            f"p99 {view['overhead_p99_ms']:.2f} ms; whole call p50 {view['latency_p50_ms']:.2f} ms, "
+            f"p99 {view['latency_p99_ms']:.2f} ms"
+        )
+    lines += [
+        "",
+        f"streamed completions at {results.get('ttfb_rate', 0):.0f}/s, "
+        "time from the send to the first byte of the body",
+    ]
     for name, row in ttfb.items():
         lines.append(
-            f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms   ({row['n']} streams)"
+            f"{name:<10}{'p50':>6} {row['p50_ms']:>8.2f} ms{'p99':>6} {row['p99_ms']:>8.2f} ms   "
+            f"({row['n']} streams, at most {row.get('peak_in_flight', '?')} at once)"
         )
     lines += [
         "",
@@ -177,8 +208,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     """The LLM part's own options (``bench.run`` adds them to its parser too)."""
     group = parser.add_argument_group("chat-completion part")
     group.add_argument("--llm-workers", type=int, default=2, help="Portico's and LiteLLM's workers")
-    group.add_argument("--ttfb-requests", type=int, default=400, help="streamed requests per target for TTFB")
-    group.add_argument("--ttfb-concurrency", type=int, default=8)
+    group.add_argument("--ttfb-requests", type=int, default=600, help="streamed requests per target for TTFB")
+    group.add_argument("--ttfb-rate", type=float, default=200.0, help="streamed requests/s of the TTFB run")
     group.add_argument("--streams", type=int, default=2000, help="concurrent streams through Portico")
     group.add_argument(
         "--stream-delay-ms", type=float, default=100.0, help="the paced mock's pause between stream events"
@@ -233,7 +264,9 @@ def measure(options: argparse.Namespace, workdir: Path) -> dict:
     litellm_process = None
     if script is not None:  # its start is slow: it overlaps Portico's migrations
         litellm_process, litellm_url = llm_servers.start_litellm(workdir, script, mock_url, options.llm_workers)
-    _processes, gateway_url, secret = llm_servers.start_portico(workdir, mock_url, paced_url, options.llm_workers)
+    _processes, gateway_url, secret, redis_url = llm_servers.start_portico(
+        workdir, mock_url, paced_url, options.llm_workers
+    )
 
     chat_path = "/v1/chat/completions"
     targets = {
@@ -302,9 +335,14 @@ def measure(options: argparse.Namespace, workdir: Path) -> dict:
         post = {"headers": {**headers, "Content-Type": "application/json"}, "method": "POST", "body": chat_body(model)}
         load.fixed_rate(url, rate=options.rate, seconds=2, **post)  # warm-up
         results["fixed_rate"][name] = load.fixed_rate(url, rate=options.rate, seconds=options.rate_seconds, **post)
+    time.sleep(1.5)  # the workers flush their call records every second or so
+    results["gateway_view"] = gateway_view(
+        llm_servers.recent_call_records(redis_url, int(options.rate * options.rate_seconds))
+    )
 
     print("streamed time to first byte...", flush=True)
     samples: dict[str, list[float]] = {"direct": [], "portico": []}
+    peaks = {"direct": 0, "portico": 0}
     errors: dict[str, dict] = {}
     per_round = max(1, options.ttfb_requests // options.rounds)
     for run in range(options.rounds + 1):  # the first run is a warm-up
@@ -314,16 +352,18 @@ def measure(options: argparse.Namespace, workdir: Path) -> dict:
                 url,
                 headers={**headers, "Content-Type": "application/json"},
                 body=chat_body(model, stream=True),
-                count=per_round if run else 50,
-                concurrency=options.ttfb_concurrency,
+                count=per_round if run else 100,
+                rate=options.ttfb_rate,
             )
             if got["errors"]:
                 errors[name] = got["error_kinds"]
             if run:
                 samples[name] += got["samples"]
+                peaks[name] = max(peaks[name], got["peak_in_flight"])
     if errors:
         raise RuntimeError(f"streamed requests failed during the TTFB run: {errors}")
-    results["ttfb"] = {name: llm_streams.ttfb_row(values) for name, values in samples.items()}
+    results["ttfb"] = {name: llm_streams.ttfb_row(values, peaks[name]) for name, values in samples.items()}
+    results["ttfb_rate"] = options.ttfb_rate
 
     print(f"{options.streams:,} concurrent streams...", flush=True)
     results["streams"] = llm_streams.concurrent_streams(
@@ -344,6 +384,8 @@ def run(options: argparse.Namespace) -> int:
     # Inherited by every process started below: each gateway worker holds a client and an
     # upstream socket per stream.
     llm_streams.raise_open_file_limit(4 * options.streams + 4096)
+    # Stopped from outside (a CI timeout, kill): still stop the servers on the way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-llm-"))
     try:
         results = measure(options, workdir)

@@ -111,10 +111,10 @@ print(secret)
 
 def start_portico(
     workdir: Path, chat_mock_url: str, stream_mock_url: str, workers: int
-) -> tuple[list[subprocess.Popen], str, str]:
+) -> tuple[list[subprocess.Popen], str, str, str]:
     """The gateway with its own Redis and SQLite, an AI API with two routes (``bench-chat`` on
     the immediate mock, ``bench-stream`` on the paced one), a plan whose limits are never
-    reached, a subscribed application and its key. Returns (processes, url, key)."""
+    reached, a subscribed application and its key. Returns (processes, url, key, Redis URL)."""
     redis_port = embedded_redis.free_port()
     redis_process = servers._started(embedded_redis.start(redis_port, workdir / "redis"))
     env = servers.portico_env(workdir, redis_port)
@@ -136,7 +136,31 @@ def start_portico(
             stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115 - lives as long as the process
         )
     )
-    return [gateway, redis_process], f"http://127.0.0.1:{port}", secret
+    return [gateway, redis_process], f"http://127.0.0.1:{port}", secret, env["REDIS_URL"]
+
+
+def recent_call_records(redis_url: str, count: int) -> list[dict]:
+    """The gateway's last ``count`` call records (newest first), from its call-log stream."""
+    import redis
+
+    from gateway.calllog import records_of
+
+    client = redis.Redis.from_url(redis_url)
+    records: list[dict] = []
+    last = "+"
+    try:
+        while len(records) < count:
+            entries = client.xrevrange("portico:calls", max=last, count=100)
+            if last != "+":
+                entries = entries[1:]  # the bound itself was read already
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                records += [r for r in reversed(records_of(fields)) if isinstance(r, dict)]
+                last = entry_id
+    finally:
+        client.close()
+    return records[:count]
 
 
 # -- LiteLLM -----------------------------------------------------------------------------------

@@ -77,56 +77,71 @@ def _without_gc(coroutine):  # noqa: ANN001, ANN202 - a small runner
 # -- time to first byte ------------------------------------------------------------------------
 
 
-async def _first_bytes(
-    url: str, headers: dict, body: bytes, count: int, concurrency: int
-) -> tuple[list[float], list[str]]:
+async def _first_bytes(url: str, headers: dict, body: bytes, count: int, rate: float, limit: int) -> dict:
     samples: list[float] = []
     problems: list[str] = []
-    jobs = iter(range(count))
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    in_flight = peak = 0
+    connector = aiohttp.TCPConnector(limit=limit)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
 
-        async def worker() -> None:
-            for _job in jobs:  # one shared iterator: every request is made once
-                started = time.perf_counter()
-                try:
-                    async with session.post(url, data=body) as response:
-                        first = await response.content.readany()
-                        elapsed = (time.perf_counter() - started) * 1000
-                        rest = await response.content.read()
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError) as error:
-                    problems.append(type(error).__name__)
-                    continue
-                problem = f"status {status}" if status != 200 else stream_problem(first + rest)
-                if problem:
-                    problems.append(problem)
-                else:
-                    samples.append(elapsed)
+        async def one() -> None:
+            nonlocal in_flight, peak
+            sent = time.perf_counter()
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                async with session.post(url, data=body) as response:
+                    first = await response.content.readany()
+                    elapsed = (time.perf_counter() - sent) * 1000
+                    rest = await response.content.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                problems.append(type(error).__name__)
+                return
+            finally:
+                in_flight -= 1
+            problem = f"status {status}" if status != 200 else stream_problem(first + rest)
+            if problem:
+                problems.append(problem)
+            else:
+                samples.append(elapsed)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return samples, problems
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i in range(count):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return {"samples": samples, "problems": problems, "peak_in_flight": peak}
 
 
-def time_to_first_byte(url: str, *, headers: dict, body: bytes, count: int, concurrency: int) -> dict:
-    """Streamed completions, ``concurrency`` at a time over keep-alive connections: the time
-    from sending the request to the first byte of the answer's body (the event stream), for
-    each answer that then turned out complete and well-formed."""
-    samples, problems = _without_gc(_first_bytes(url, headers, body, count, concurrency))
+def time_to_first_byte(url: str, *, headers: dict, body: bytes, count: int, rate: float, limit: int = 32) -> dict:
+    """``count`` streamed completions started at a fixed ``rate`` (open loop: a slow answer
+    does not delay the next start; at most ``limit`` in flight, over keep-alive connections):
+    the time from sending each request to the first byte of its answer's body (the event
+    stream), for the answers that then turned out complete and well-formed. Counted from the
+    send rather than the scheduled time: the client's timer wakes up to a millisecond late,
+    which would be noise of the same size as what is measured."""
+    got = _without_gc(_first_bytes(url, headers, body, count, rate, limit))
     return {
-        "samples": samples,
-        "n": len(samples),
-        "errors": len(problems),
-        "error_kinds": dict(collections.Counter(problems).most_common(5)),
+        "samples": got["samples"],
+        "n": len(got["samples"]),
+        "peak_in_flight": got["peak_in_flight"],
+        "errors": len(got["problems"]),
+        "error_kinds": dict(collections.Counter(got["problems"]).most_common(5)),
     }
 
 
-def ttfb_row(samples: list[float]) -> dict:
+def ttfb_row(samples: list[float], peak_in_flight: int) -> dict:
     return {
         "p50_ms": round(percentile(samples, 0.50), 3),
         "p99_ms": round(percentile(samples, 0.99), 3),
         "n": len(samples),
+        "peak_in_flight": peak_in_flight,
     }
 
 

@@ -3,7 +3,7 @@ summary and its verdicts, the report (no performance assertions)."""
 
 from pathlib import Path
 
-from bench.llm import report, summarise
+from bench.llm import gateway_view, report, summarise
 from bench.llm_streams import stream_problem
 from bench.load import lua_string, median_row, post_script
 
@@ -112,3 +112,15 @@ def test_rows_with_errors_are_flagged():
     results = results_for(ROUNDS)
     results["throughput"]["litellm"]["non_2xx"] = 12
     assert "WARNING: litellm answered errors or dropped connections" in render(results)
+
+
+def test_the_gateway_view_takes_percentiles_of_the_recorded_overhead_and_latency():
+    records = [{"overhead_ms": float(n), "latency_ms": 10.0 + n} for n in range(1, 101)] + [{"status": 200}]
+    assert gateway_view(records) == {
+        "n": 100,
+        "overhead_p50_ms": 51.0,
+        "overhead_p99_ms": 100.0,
+        "latency_p50_ms": 61.0,
+        "latency_p99_ms": 110.0,
+    }
+    assert gateway_view([]) == {"n": 0}
