@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -303,8 +304,13 @@ def test_a_70_30_route_splits_200_calls_over_both_workers_70_30(ai_route, mock_l
     route = ai_route([Target("openai", weight=70), Target("openai", weight=30)])
     heavy, light = route.targets
 
+    clients = threading.local()
+
     def one(i: int) -> str:
-        headers, _completion = ask(route, f"call {i}")  # a client each: spread over both workers
+        # A client (a connection) per thread: the kernel spreads the 8 over both workers.
+        if not hasattr(clients, "openai"):
+            clients.openai = route.openai()
+        headers, _completion = ask(route, f"call {i}", client=clients.openai)
         return headers["x-portico-model"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
