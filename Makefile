@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-tools lint format install chromium clean
+.PHONY: run test bench bench-tools bench-ingest lint format install chromium postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will be skipped)"; fi; }
 
-test: install chromium
+# The analytics tests also run on a throwaway PostgreSQL cluster (tests/plugins/postgres_server.py):
+# only Debian's binaries are needed, no service is started.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "postgresql is missing: sudo apt-get install postgresql (the PostgreSQL test cases will be skipped)"; fi; }
+
+test: install chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -45,6 +52,10 @@ bench-tools:
 
 bench: install bench-tools
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Call records/s from the gateway's stream into the database, on SQLite and PostgreSQL.
+bench-ingest: install postgresql
+	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
