@@ -563,7 +563,7 @@ class AiCall(Call):
         self.served(target)
         encoder: StreamEncoder = self.format.stream_encoder(route.alias, self.request)
         restorer = self.pii.chunk_restorer() if self.pii is not None else None
-        kept: list[Json] | None = [] if self.llm_cache_key is not None else None
+        kept: list[Json] | None = [] if (self.llm_cache_key is not None or route.capture) else None
         counter = tokens.StreamTokenCounter()
         await self.start_stream()
         sent = 0
@@ -611,9 +611,11 @@ class AiCall(Call):
         self.note_usage(decoder.usage, None, streamed_tokens=counter.tokens)
         tail = encoder.finish(self.usage)
         self.record.bytes_out = sent + len(tail)
-        if kept is not None and route.cache_ttl and self.llm_cache_key is not None:
+        if kept is not None:
             completion = chunks_to_completion(kept, self.usage)
-            await self.gateway.llm_cache.store(self.llm_cache_key, completion, route.cache_ttl)
+            self.capture(completion)
+            if route.cache_ttl and self.llm_cache_key is not None:
+                await self.gateway.llm_cache.store(self.llm_cache_key, completion, route.cache_ttl)
         await self.finish(tail)
         return None
 

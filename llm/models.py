@@ -288,6 +288,14 @@ def validate_deny_list(text: str) -> None:
             if compiled.match(""):
                 # A pattern matching the empty string matches every prompt: refuse the mistake.
                 raise ValidationError(f"Entry {number}, /{pattern}/, matches everything.", code="regex")
+    # The gateway's own safety check (llm/pii.py): a pattern it refuses to run would make every
+    # call on the route fail, so it is refused here, when it is saved.
+    from llm.canonical import PiiPolicy
+    from llm.pii import policy_errors
+
+    problems = policy_errors(PiiPolicy(mode="off", deny=tuple(entries)))
+    if problems:
+        raise ValidationError("; ".join(problems), code="regex")
 
 
 class ModelRoute(models.Model):

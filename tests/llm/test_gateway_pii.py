@@ -150,11 +150,6 @@ def test_the_deny_list_refuses_with_400_content_policy_and_the_provider_sees_not
     assert completion.choices[0].message.content == "Mock openai answer to: one bananasplit please"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: ModelRoute's deny_list validator does not apply llm.pii.policy_errors, so a regex the "
-    "gateway refuses to run (an unbounded repeat) is saved, and every call on the route then answers 500",
-)
 def test_a_deny_regex_the_gateway_cannot_run_is_refused_when_the_route_is_saved(ai_route):
     with pytest.raises(InvalidInput):
         ai_route(deny_list="/launch\\s+codes/")
@@ -191,11 +186,6 @@ def test_capture_is_size_capped(ai_route, call_record):
     assert EMAIL not in json.dumps(record)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: gateway/aicall.py captures only in answer_completion; streamed answers (and cache hits) "
-    "leave prompt_capture and response_capture empty on a capturing route",
-)
 def test_capture_covers_streamed_calls_too(ai_route, call_record):
     route = ai_route(capture=True)
 
