@@ -5,10 +5,12 @@ command starts on ``127.0.0.1:6390``. Production sets DATABASE_URL, REDIS_URL an
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTICO_VAR_DIR", BASE_DIR / "var"))
@@ -26,20 +28,47 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept under var/."""
-    if key := os.environ.get("SECRET_KEY"):
-        return key
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
+def _private_key_file(path: Path, make: Callable[[], str]) -> str:
+    """The key kept in ``path``, made by ``make()`` the first time. The file is created
+    private and whole: written to a new file opened O_CREAT|O_EXCL with mode 0600 (never
+    through a planted link, never readable by others, not even for a moment), then linked
+    into place, so concurrent first starts (portal, gateway workers, celery) all read the
+    first complete key. Anything but a regular file at ``path`` is refused."""
+    if not path.is_symlink() and not path.exists():
+        import contextlib
         import secrets
 
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(make())
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process got there first: keep theirs
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    if path.is_symlink() or not path.is_file():
+        raise ImproperlyConfigured(
+            f"{path} must be a regular file holding the key (or set the key in the environment)."
+        )
     return path.read_text().strip()
 
 
+def _secret_key() -> str:
+    """SECRET_KEY from the environment. Without it (local runs) one generated once and kept
+    in var/secret_key; the portal's server refuses to start on that key unless DEBUG is on
+    (``portal.startup``), and the image build never writes one (docker/Dockerfile)."""
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    import secrets
+
+    return _private_key_file(VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
+
+
 SECRET_KEY = _secret_key()
+SECRET_KEY_FROM_ENVIRONMENT = bool(os.environ.get("SECRET_KEY"))
 
 
 def _encryption_keys() -> list[str]:
@@ -73,6 +102,29 @@ PORTICO_ENCRYPTION_KEYS = _encryption_keys()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost:8000,http://127.0.0.1:8000")
+
+# HTTPS. In production the portal is served over HTTPS (PORTICO_HTTPS, on by default when
+# PORTICO_PORTAL_URL is https://): HSTS, secure cookies and a redirect from http, which
+# `manage.py check --deploy` asks for. Behind a proxy that terminates TLS, set
+# SECURE_PROXY_SSL_HEADER to the header it sets, e.g. "HTTP_X_FORWARDED_PROTO,https" (only
+# if the proxy overwrites that header on every request), or the redirect never ends.
+PORTICO_HTTPS = env_bool("PORTICO_HTTPS", os.environ.get("PORTICO_PORTAL_URL", "").startswith("https://"))
+if _proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    _header, _comma, _value = _proxy_header.partition(",")
+    if not (_header.strip().startswith("HTTP_") and _value.strip()):
+        raise ImproperlyConfigured(
+            'SECURE_PROXY_SSL_HEADER reads "HTTP_<HEADER>,<value>", e.g. "HTTP_X_FORWARDED_PROTO,https".'
+        )
+    SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PORTICO_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PORTICO_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PORTICO_HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 86400) if PORTICO_HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a promise to browser vendors that outlives this deployment: an operator's
+# choice (security.W021 is silenced below), never a default.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -268,15 +320,26 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "portal.views.errors.ratelimited"
 # Django's own Redis backend is atomic (INCR) and shared, which is all django-ratelimit needs;
 # its check only knows django-redis by name.
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+SILENCED_SYSTEM_CHECKS = [
+    "django_ratelimit.W001",
+    "security.W021",  # HSTS preload: see SECURE_HSTS_PRELOAD
+]
 RATELIMIT_FAIL_OPEN = True  # a count the cache could not give at all (it always can: portal.cache falls back)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Invitation and password-reset links are secrets: their tokens never reach a log line.
+    "filters": {"redact_tokens": {"()": "portal.logredact.RedactTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own handlers (a console one under DEBUG, runserver's request log) would print
+    # paths unfiltered: its loggers write through ours instead.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- Portico product settings ------------------------------------------------------------
