@@ -35,7 +35,7 @@ ORPHAN_COUNTER_SECONDS = 2 * 86400
 
 
 class FailOverRedisCache(RedisCache):
-    def __init__(self, server, params):
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self.fallback = LocMemCache(FALLBACK_NAME, FALLBACK_OPTIONS)
         self._skip_redis_until = 0.0
@@ -49,49 +49,49 @@ class FailOverRedisCache(RedisCache):
                 self._skip_redis_until = time.monotonic() + RETRY_SECONDS
         return on_fallback()
 
-    def add(self, key, value, timeout=None, version=None):
+    def add(self, key: str, value: Any, timeout: Any = None, version: int | None = None) -> bool:
         return self._either(
             "add",
             lambda: super(FailOverRedisCache, self).add(key, value, timeout, version),
             lambda: self.fallback.add(key, value, timeout, version),
         )
 
-    def get(self, key, default=None, version=None):
+    def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         return self._either(
             "get",
             lambda: super(FailOverRedisCache, self).get(key, default, version),
             lambda: self.fallback.get(key, default, version),
         )
 
-    def set(self, key, value, timeout=None, version=None):
+    def set(self, key: str, value: Any, timeout: Any = None, version: int | None = None) -> None:
         return self._either(
             "set",
             lambda: super(FailOverRedisCache, self).set(key, value, timeout, version),
             lambda: self.fallback.set(key, value, timeout, version),
         )
 
-    def incr(self, key, delta=1, version=None):
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         return self._either(
             "incr",
             lambda: super(FailOverRedisCache, self).incr(key, delta, version),
             lambda: self._fallback_incr(key, delta, version),
         )
 
-    def _fallback_incr(self, key, delta, version):
+    def _fallback_incr(self, key: str, delta: int, version: int | None) -> int:
         try:
             return self.fallback.incr(key, delta, version)
         except ValueError:  # counted in Redis until now: start again here
             self.fallback.add(key, delta, ORPHAN_COUNTER_SECONDS, version)
             return delta
 
-    def delete(self, key, version=None):
+    def delete(self, key: str, version: int | None = None) -> bool:
         return self._either(
             "delete",
             lambda: super(FailOverRedisCache, self).delete(key, version),
             lambda: self.fallback.delete(key, version),
         )
 
-    def get_many(self, keys, version=None):
+    def get_many(self, keys: list[str], version: int | None = None) -> dict[str, Any]:
         return self._either(
             "get_many",
             lambda: super(FailOverRedisCache, self).get_many(keys, version),

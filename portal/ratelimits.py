@@ -9,8 +9,9 @@ one name (``" alice"``, ``"alice "``, ``"ＡＬＩＣＥ"``) share one counter.
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
@@ -46,11 +47,14 @@ def reset_address(group: str, request: HttpRequest) -> str:
     return normalized_name(request.POST.get("email", ""))
 
 
-def limited(rates: tuple[tuple[str, str], ...], *, method: object = ALL) -> Callable:
+View = Callable[..., HttpResponse]
+
+
+def limited(rates: tuple[tuple[str, str], ...], *, method: object = ALL) -> Callable[[View], View]:
     """A view decorator applying ``rates``, (key, rate) pairs such as KEY_CREATION, each on its
     own counter; over any of them the view is not run and the answer is a 429."""
 
-    def decorate(view: Callable) -> Callable:
+    def decorate(view: View) -> View:
         for key, rate in reversed(rates):
             view = ratelimit(key=key, rate=rate, method=method, block=True)(view)
         return view
@@ -66,8 +70,11 @@ class Limit:
     key: str | Callable[[str, HttpRequest], str]
     rate: str
 
-    def _usage(self, request: HttpRequest, *, increment: bool) -> dict | None:
-        return get_usage(request, group=self.group, key=self.key, rate=self.rate, method=ALL, increment=increment)
+    def _usage(self, request: HttpRequest, *, increment: bool) -> dict[str, Any] | None:
+        usage: dict[str, Any] | None = get_usage(
+            request, group=self.group, key=self.key, rate=self.rate, method=ALL, increment=increment
+        )
+        return usage
 
     def reached(self, request: HttpRequest) -> bool:
         """Whether one more would go over the limit (counts nothing)."""
