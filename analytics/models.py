@@ -121,14 +121,16 @@ class RollupMark(models.Model):
 
 
 class RollupWatermark(models.Model):
-    """How far the minute run has read CallLog, by id. ``previous_id`` (the watermark of the
-    run before) is where the next run starts reading, so a row whose insert committed out of
-    id order (concurrent ingest transactions) within one run interval is still folded in.
-    Its row is also the lock that keeps two runs of a tier from interleaving."""
+    """How far the minute run has read CallLog, by id: up to ``last_id``. The ids of the run
+    before, (``previous_id``, ``last_id``], held ``last_count`` rows when read; the next run
+    counts them again and reads that range again only if the count grew, so a row whose
+    insert committed out of id order (concurrent ingest transactions) within one run interval
+    is still folded in. Its row is also the lock that keeps two runs of a tier apart."""
 
     name = models.CharField(max_length=20, unique=True)
     last_id = models.BigIntegerField(default=0)
     previous_id = models.BigIntegerField(default=0)
+    last_count = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

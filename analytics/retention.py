@@ -84,10 +84,8 @@ def enforce_retention(
     deleted: dict[str, int] = {}
     for tier in TIERS:
         rows = expired(tier, now, using)
-        if rows is None:
-            deleted[tier] = 0
-            continue
-        deleted[tier] = _delete_in_batches(rows, rows.model, batch, using)
-        if deleted[tier]:
-            log.info("retention: %d %s rows deleted (older than %d days)", deleted[tier], tier, retention_days(tier))
+        count = 0 if rows is None else _delete_in_batches(rows, rows.model, batch, using)
+        deleted[str(tier)] = count
+        if count:
+            log.info("retention: %d %s rows deleted (older than %d days)", count, tier, retention_days(tier))
     return deleted
