@@ -15,6 +15,6 @@ def start_of_a_fresh_window(value: str, period: int, *, needed: float = 15.0) ->
     """Wait, if need be, until ``value``'s counting window has at least ``needed`` seconds
     left, so a test's attempts all land in one window (django-ratelimit's windows are fixed
     and staggered per key value: a test could otherwise straddle a reset)."""
-    left = _get_window(value, period) - time.time()
-    if left < needed:
-        time.sleep(left + 0.05)
+    window_end = _get_window(value, period)  # the last whole second of the current window
+    if window_end - time.time() < needed:
+        time.sleep(window_end + 1.05 - time.time())
