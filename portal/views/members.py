@@ -38,6 +38,7 @@ def members(request):
                 )
             except InvalidInput as error:
                 form.add_error("email", error.message)
+                status = 400
             except ServiceError as error:
                 messages.error(request, error.message)
                 return redirect("members")

@@ -56,3 +56,11 @@ def test_the_service_refuses_a_bad_address_itself(acme, alice, mailoutbox, email
     with pytest.raises(InvalidInput):
         tenants.invite_member(acme, email, Role.DEVELOPER, alice)
     assert not Invitation.objects.exists() and mailoutbox == []
+
+
+def test_inviting_a_member_again_is_a_form_error(client, acme, alice, mailoutbox):
+    client.force_login(alice)
+    response = client.post(reverse("members"), {"email": "BOB@example.com", "role": "viewer"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["email"] == ["bob@example.com is already a member of Acme."]
+    assert not Invitation.objects.exists() and mailoutbox == []
