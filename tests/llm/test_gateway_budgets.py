@@ -272,3 +272,38 @@ def test_a_tenants_budget_is_shared_by_its_applications_only(ai_route):
     outcomes = [call(route), call(sibling_app), call(route), call(sibling_app), call(route)]
     assert outcomes == ["ok", "ok", "ok", "request_rate_limited", "request_rate_limited"]
     assert [call(stranger) for _ in range(3)] == ["ok", "ok", "ok"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reported: AiCall.reserve_budget estimates the cost over route.targets only, so calls that fall "
+    "back to a pricier model are reserved at the cheap price and 30 concurrent ones spend ~3x the budget",
+)
+def test_concurrent_calls_that_fall_back_to_a_pricier_model_never_overshoot_a_spend_budget(
+    ai_route, mock_llm, redis_client
+):
+    cheap = {"input_price": Decimal("1"), "output_price": Decimal("2")}
+    _tokens, reserved = estimate(model="x", messages=user(PROMPT), max_tokens=MAX_TOKENS)  # at SPEND_PRICES
+    limit = from_micros(10 * reserved + reserved // 2)  # ten calls, if each is reserved at the fallback's price
+    route = ai_route(
+        [Target("openai", prices=cheap)],
+        fallbacks=[Target("openai", prices=SPEND_PRICES)],
+        budgets=[Budget("key", spend_limit_usd=limit)],
+        retries=0,
+    )
+    mock_llm.faults("status", match={"model": route.target.upstream}, times=-1, status=500)
+    mock_llm.faults("slow_first_byte", match={"model": route.fallbacks[0].upstream}, times=-1, ms=400)
+
+    results = burst(route, 30, max_tokens=MAX_TOKENS)
+
+    answered = ok(results)
+    assert all(r.status_code == 429 and r.code == "budget_exceeded" for r in refused(results))
+    (budget,) = route.budgets
+    policy = BudgetPolicy("key", route.api_key.pk, budget.pk, "monthly", limit)
+    real = sum(
+        to_micros(pricing.cost(Usage(c.usage.prompt_tokens, c.usage.completion_tokens), prices(SPEND_PRICES)))
+        for c in answered
+    )
+    spent = wait_for(lambda: spend_in_period(redis_client, policy, datetime.now(UTC)), from_micros(real))
+    assert spent == from_micros(real)
+    assert spent <= limit, f"{len(answered)} calls admitted at the cheap target's estimate spent {spent} > {limit}"
