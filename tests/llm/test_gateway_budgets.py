@@ -227,6 +227,37 @@ def test_a_requests_per_minute_budget_admits_exactly_its_limit_across_both_worke
     assert len(mock_llm.requests(model=route.target.upstream)) == 4
 
 
+def test_a_streamed_call_is_reconciled_with_its_real_usage_the_client_did_not_ask_for(ai_route, mock_llm, redis_client):
+    route = ai_route(budgets=[Budget("key", tokens_per_minute=10_000)])
+
+    stream = route.openai().chat.completions.create(
+        model=route.alias, messages=user(PROMPT), max_tokens=40, stream=True
+    )
+    assert all(chunk.usage is None for chunk in stream)
+
+    (request,) = mock_llm.requests(model=route.target.upstream)
+    said = mock_llm.answer_for(request)
+    real = said.prompt_tokens + said.completion_tokens
+    assert wait_for(lambda: tpm_used(redis_client, "key", route.api_key.pk), real) == real
+
+
+def test_a_call_that_fails_on_every_target_gives_its_reservation_back(ai_route, mock_llm, redis_client):
+    _tokens, reserved = estimate(model="x", messages=user(PROMPT), max_tokens=MAX_TOKENS)
+    limit = from_micros(reserved + reserved // 2)  # room for one call
+    route = ai_route([Target("openai", prices=SPEND_PRICES)], budgets=[Budget("key", spend_limit_usd=limit)], retries=0)
+    (budget,) = route.budgets
+    policy = BudgetPolicy("key", route.api_key.pk, budget.pk, "monthly", limit)
+    mock_llm.faults("status", match={"model": route.target.upstream}, times=2, status=500)
+
+    for _ in range(2):  # each failed call is admitted again: nothing was spent
+        with pytest.raises(openai.InternalServerError):
+            route.openai().chat.completions.create(model=route.alias, messages=user(PROMPT), max_tokens=MAX_TOKENS)
+        assert wait_for(lambda: spend_in_period(redis_client, policy, datetime.now(UTC)), Decimal(0)) == 0
+
+    answer = route.openai().chat.completions.create(model=route.alias, messages=user(PROMPT), max_tokens=MAX_TOKENS)
+    assert answer.choices[0].finish_reason == "length"
+
+
 # -- each scope is enforced ----------------------------------------------------------------------
 
 
