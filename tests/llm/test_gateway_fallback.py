@@ -152,7 +152,7 @@ def test_retries_are_bounded_then_the_chain_is_followed(ai_route, mock_llm, call
     assert call_record(headers["x-request-id"])["fallbacks"] == 3
 
 
-def test_when_every_target_fails_the_last_failure_decides_the_status(ai_route, mock_llm, call_record):
+def test_when_every_target_fails_and_the_last_timed_out_the_client_gets_504(ai_route, mock_llm, call_record):
     route = primary_and_fallback(ai_route, first_byte_timeout_seconds=0.3)
     primary, fallback = route.target, route.fallbacks[0]
     mock_llm.faults("status", match={"model": primary.upstream}, status=500)
