@@ -301,10 +301,11 @@ class AiCall(Call):
             if self.endpoint == "embeddings"
             else tokens.estimate_max_completion(self.upstream_request, route.default_max_tokens)
         )
+        # The dearest model the call may end on, fallbacks included: a call that falls back
+        # must not spend more than it reserved.
+        candidates = [target for _weight, target in route.targets] + list(route.fallbacks)
         costs = [
-            c
-            for _weight, target in route.targets
-            if (c := pricing.estimate_cost(prompt, completion, target.prices)) is not None
+            c for target in candidates if (c := pricing.estimate_cost(prompt, completion, target.prices)) is not None
         ]
         decision = await self.gateway.budgets.reserve(policies, prompt + completion, max(costs) if costs else None)
         if isinstance(decision, BudgetRefusal):
@@ -331,6 +332,7 @@ class AiCall(Call):
             key.tenant_id, route.alias, self.upstream_request, cache_nondeterministic=route.cache_nondeterministic
         )
         if self.llm_cache_key is None:
+            self.headers_out.append((b"x-cache", b"MISS"))  # not cacheable (temperature > 0, n > 1)
             return False
         cached = await self.gateway.llm_cache.lookup(self.llm_cache_key)
         if cached is None:
@@ -690,7 +692,13 @@ class AiCall(Call):
         kind = KIND_OF_STATUS.get(refusal.status, "internal")
         body = self.format.error_body(kind, refusal.message, param=param, code=refusal.code)
         record.bytes_out = len(body)
-        headers = [JSON_TYPE, (b"content-length", b"%d" % len(body)), *self.headers_out, *refusal.headers]
+        headers = [
+            JSON_TYPE,
+            (b"content-length", b"%d" % len(body)),
+            *self.portico_headers(),
+            *self.headers_out,
+            *refusal.headers,
+        ]
         if refusal.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="portico"'))
         await self.start_response(refusal.status, headers)

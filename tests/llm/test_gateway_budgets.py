@@ -305,11 +305,6 @@ def test_a_tenants_budget_is_shared_by_its_applications_only(ai_route):
     assert [call(stranger) for _ in range(3)] == ["ok", "ok", "ok"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: AiCall.reserve_budget estimates the cost over route.targets only, so calls that fall "
-    "back to a pricier model are reserved at the cheap price and 30 concurrent ones spend ~3x the budget",
-)
 def test_concurrent_calls_that_fall_back_to_a_pricier_model_never_overshoot_a_spend_budget(
     ai_route, mock_llm, redis_client
 ):
