@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -405,20 +404,22 @@ class AiCall(Call):
         except ProviderError as error:  # e.g. a key that cannot be sent in a header
             return error
         pool_key, host, path = _upstream_address(upstream.url)
-        head = b"".join(
+        # Head and body in one write: the body is small and already whole.
+        message = b"".join(
             [
                 b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n"
                 % (upstream.method, path, host, len(upstream.body)),
                 *(b"%s: %s\r\n" % pair for pair in upstream.headers),
                 b"\r\n",
+                upstream.body,
             ]
         )
         waited = time.perf_counter()
         try:
             response = await self.gateway.proxy.pool.request(
                 pool_key,
-                head,
-                _once(upstream.body) if upstream.body else None,
+                message,
+                None,
                 chunked=False,
                 head_request=False,
                 connect_timeout=min(route.first_byte_timeout_seconds, 10.0),
@@ -710,7 +711,3 @@ async def emit_restored(call: AiCall, encoder: StreamEncoder, chunks: list[Json]
         out = encoder.chunk(chunk)
         if out:
             await call.send({"type": "http.response.body", "body": out, "more_body": True})
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    yield body
