@@ -363,6 +363,9 @@ PORTICO_SIGNUP_REQUIRES_APPROVAL = env_bool("PORTICO_SIGNUP_REQUIRES_APPROVAL", 
 PORTICO_GATEWAY_URL = os.environ.get("PORTICO_GATEWAY_URL", "http://127.0.0.1:8080")
 # Public address of the portal, used in links the gateway sends (e.g. deprecation notices).
 PORTICO_PORTAL_URL = os.environ.get("PORTICO_PORTAL_URL", "http://127.0.0.1:8000")
+# Networks (CIDRs) a team's upstream targets may reach although they are not public: loopback,
+# private, link-local and metadata addresses are refused otherwise (staff's own targets are exempt).
+PORTICO_UPSTREAM_ALLOWED_NETWORKS = env_list("PORTICO_UPSTREAM_ALLOWED_NETWORKS", "")
 # Browser origins allowed to call the gateway (the portal's docs try-it console).
 PORTICO_CORS_ORIGINS = env_list("PORTICO_CORS_ORIGINS", PORTICO_PORTAL_URL)
 # Redis names shared by the control plane (writers) and the gateway (readers).

@@ -6,7 +6,7 @@ from django.utils import timezone
 from portal.models import AuditEvent, VersionState
 from portal.services import lifecycle
 from portal.services.config_signal import current_config_version
-from portal.services.errors import IllegalTransition, InvalidInput, PermissionDenied
+from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,7 +79,8 @@ def test_version_without_upstream_target_cannot_be_published(draft_version, staf
 
 
 def test_non_staff_cannot_change_lifecycle(draft_version, alice):
-    with pytest.raises(PermissionDenied):
+    # Alice is in no team of the API's owner: to her the version is not there.
+    with pytest.raises(NotFound):
         lifecycle.publish_version(draft_version, alice)
 
 

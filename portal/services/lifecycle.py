@@ -12,9 +12,9 @@ from django.utils import timezone
 from portal.models import ApiVersion, VersionState
 from portal.models.catalog import ApiKind, base_path_refusal
 from portal.services import audit
-from portal.services.access import require_staff
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput
+from portal.services.ownership import require_api_manager
 
 DEFAULT_SUNSET_AFTER = timedelta(days=90)
 
@@ -60,7 +60,7 @@ def _move(version: ApiVersion, target: str, actor, **details) -> ApiVersion:
 
 
 def publish_version(version: ApiVersion, actor) -> ApiVersion:
-    require_staff(actor)
+    require_api_manager(actor, version.api)  # staff, or an owner/admin of the owning team
     # The field's validators stop new ones; this stops a version saved without full_clean
     # (or before the rule existed) from ever being routed over the gateway's own endpoints
     # (operations under /_portico, the LLM endpoints under /v1).
@@ -78,7 +78,7 @@ def publish_version(version: ApiVersion, actor) -> ApiVersion:
 
 
 def deprecate_version(version: ApiVersion, actor, sunset_at: datetime | None = None, reason: str = "") -> ApiVersion:
-    require_staff(actor)
+    require_api_manager(actor, version.api)  # staff, or an owner/admin of the owning team
     sunset_at = sunset_at or timezone.now() + DEFAULT_SUNSET_AFTER
     if sunset_at <= timezone.now():
         raise InvalidInput("The sunset date must be in the future.")
@@ -86,7 +86,7 @@ def deprecate_version(version: ApiVersion, actor, sunset_at: datetime | None = N
 
 
 def retire_version(version: ApiVersion, actor, reason: str = "") -> ApiVersion:
-    require_staff(actor)
+    require_api_manager(actor, version.api)  # staff, or an owner/admin of the owning team
     return _move(version, VersionState.RETIRED, actor, reason=reason)
 
 

@@ -10,11 +10,12 @@ from django.utils import timezone
 from portal.models import Api, Application, Plan, Role, Subscription, SubscriptionState, VersionState
 from portal.models.applications import LIVE_SUBSCRIPTION_STATES
 from portal.services import audit
-from portal.services.access import require_application, require_role, require_staff
+from portal.services.access import require_application, require_role
 from portal.services.catalog import visible_apis
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 from portal.services.notifications import notify_subscription_decision
+from portal.services.ownership import require_api_manager
 
 
 def _live(application: Application, api: Api) -> Subscription | None:
@@ -82,7 +83,7 @@ def _decide(subscription: Subscription, actor, *, source: str, target: str, acti
 
 
 def approve_subscription(subscription: Subscription, actor, reason: str = "") -> Subscription:
-    require_staff(actor)
+    require_api_manager(actor, subscription.api)  # staff, or an owner/admin of the API's team
     sub = _decide(
         subscription,
         actor,
@@ -96,7 +97,7 @@ def approve_subscription(subscription: Subscription, actor, reason: str = "") ->
 
 
 def reject_subscription(subscription: Subscription, actor, reason: str) -> Subscription:
-    require_staff(actor)
+    require_api_manager(actor, subscription.api)  # staff, or an owner/admin of the API's team
     if not reason or not reason.strip():
         raise InvalidInput("A rejection needs a reason: the developer will read it.")
     sub = _decide(

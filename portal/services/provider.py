@@ -1,0 +1,415 @@
+"""Provider self-service: a team that owns an API runs it.
+
+Owners and admins of the owning team (and staff, who keep every power) create APIs, their
+versions with upstream targets and policy, and plans. Lifecycle moves go through
+``portal.services.lifecycle`` and subscription decisions through
+``portal.services.subscriptions``, whose checks accept the same people.
+
+Every change: one transaction, the rows it decides on locked, an audit event, and a config
+change published to the gateways on commit. Upstream targets a tenant sets must resolve to
+global addresses only (``check_upstream_url``), unless staff listed the network in
+PORTICO_UPSTREAM_ALLOWED_NETWORKS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import QuerySet
+
+from portal.models import Api, ApiVersion, Plan, Role, Subscription, SubscriptionState, Tenant
+from portal.models.catalog import ApiKind, UpstreamTarget
+from portal.services import audit
+from portal.services.config_signal import publish_config_change
+from portal.services.errors import InvalidInput
+from portal.services.ownership import is_staff, require_api_manager, require_team_manager
+
+MAX_OPENAPI_BYTES = 1024 * 1024
+MAX_TARGETS = 16
+MAX_TIMEOUT_MS = 300_000
+MAX_CACHE_TTL_SECONDS = 7 * 86400
+
+
+class ProviderAction(models.TextChoices):
+    API_CREATED = "api.created"
+    VERSION_CREATED = "version.created"
+    VERSION_UPDATED = "version.updated"
+    PLAN_CREATED = "plan.created"
+    PLAN_UPDATED = "plan.updated"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    url: str
+    weight: int = 100
+    enabled: bool = True
+
+
+VERSION_POLICY_FIELDS = (
+    "load_balancing",
+    "connect_timeout_ms",
+    "read_timeout_ms",
+    "total_timeout_ms",
+    "retries",
+    "cache_ttl_seconds",
+)
+PLAN_FIELDS = (
+    "description",
+    "requests_per_second",
+    "requests_per_minute",
+    "daily_quota",
+    "monthly_quota",
+    "requires_approval",
+    "is_active",
+)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def managed_tenants(actor: Any) -> QuerySet[Tenant]:
+    """The teams whose APIs ``actor`` runs (owner or admin)."""
+    if not getattr(actor, "is_authenticated", False):
+        return Tenant.objects.none()
+    return Tenant.objects.filter(memberships__user=actor, memberships__role__in=[Role.OWNER, Role.ADMIN]).distinct()
+
+
+def managed_apis(actor: Any) -> QuerySet[Api]:
+    """The APIs of the teams ``actor`` runs (for staff too: only their teams' here; the
+    Django admin shows everything)."""
+    return Api.objects.filter(owner__in=managed_tenants(actor)).select_related("owner")
+
+
+def managed_api(actor: Any, slug: str) -> Api:
+    from portal.services.errors import NotFound
+
+    api = managed_apis(actor).filter(slug=slug).first()
+    if api is None:
+        raise NotFound("No such API among your team's APIs.")
+    return api
+
+
+def subscription_requests(actor: Any) -> QuerySet[Subscription]:
+    """Subscriptions to the APIs ``actor`` runs, pending ones first."""
+    return (
+        Subscription.objects.filter(api__in=managed_apis(actor))
+        .select_related("api", "plan", "application", "application__tenant")
+        .order_by(models.Case(models.When(state=SubscriptionState.PENDING, then=0), default=1), "-requested_at", "-pk")
+    )
+
+
+# --- input checks --------------------------------------------------------------------------
+
+
+def _errors_text(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(
+            f"{field.replace('_', ' ')}: {' '.join(messages)}" if field != "__all__" else " ".join(messages)
+            for field, messages in error.message_dict.items()
+        )
+    return " ".join(error.messages)
+
+
+def _full_clean(obj: models.Model, exclude: list[str] | None = None) -> None:
+    try:
+        obj.full_clean(exclude=exclude)
+    except ValidationError as error:
+        raise InvalidInput(_errors_text(error)) from error
+
+
+def parse_openapi(raw: bytes | str) -> dict[str, Any]:
+    """An uploaded OpenAPI document (JSON or YAML) as a dict, or InvalidInput saying why not.
+
+    It must be an OpenAPI 3 object with ``openapi`` ("3.x") and a ``paths`` object, and at
+    most MAX_OPENAPI_BYTES long.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_OPENAPI_BYTES:
+        raise InvalidInput(f"The OpenAPI document is larger than {MAX_OPENAPI_BYTES // 1024} KiB.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput("The OpenAPI document is not UTF-8 text.") from error
+    if "\x00" in text:
+        raise InvalidInput("The OpenAPI document contains NUL characters.")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        try:
+            # safe_load builds plain data only; aliases are expanded, but the size cap bounds them.
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InvalidInput("The OpenAPI document is neither JSON nor YAML.") from error
+        except RecursionError as error:
+            raise InvalidInput("The OpenAPI document nests too deeply.") from error
+    if not isinstance(document, dict):
+        raise InvalidInput("The OpenAPI document must be an object.")
+    version = document.get("openapi")
+    if not isinstance(version, str) or not version.startswith("3."):
+        raise InvalidInput('The document must be OpenAPI 3: an "openapi" field such as "3.0.3".')
+    if not isinstance(document.get("paths"), dict):
+        raise InvalidInput('The OpenAPI document needs a "paths" object.')
+    try:
+        # Stored as JSON: dates or other YAML-only values must become strings, keys too.
+        return dict(json.loads(json.dumps(document, default=str)))
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InvalidInput("The OpenAPI document holds values JSON cannot represent.") from error
+
+
+def allowed_upstream_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.PORTICO_UPSTREAM_ALLOWED_NETWORKS]
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a tenant's upstream may not reach ``address`` (an IP), or None when it may."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in allowed_upstream_networks()):
+        return None
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (cloud metadata lives there)"
+    if str(ip) == "fd00:ec2::254":
+        return "a cloud metadata address"
+    if ip.is_unspecified or ip.is_multicast:
+        return "an address that is not on the public internet"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved or not ip.is_global:
+        return "an address that is not on the public internet"
+    return None
+
+
+def check_upstream_url(url: str) -> None:
+    """Refuse an upstream URL whose host is, or resolves to, a non-global address.
+
+    Every address the name resolves to is checked (a name with one public and one private
+    address is refused). The gateway resolves again when it connects; see the report of
+    issue 14 for that side.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"Upstream target {url!r} is not an http:// or https:// URL with a host.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise InvalidInput(f"Upstream target {url!r} has an invalid port.") from error
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError) as error:
+        raise InvalidInput(f"The host of upstream target {url!r} does not resolve.") from error
+    for info in infos:
+        address = str(info[4][0])
+        if reason := address_refusal(address):
+            raise InvalidInput(
+                f"Upstream target {url!r} resolves to {address}, {reason}; an administrator must allow that "
+                "network first."
+            )
+
+
+def _clean_targets(targets: list[TargetSpec], actor: Any) -> list[TargetSpec]:
+    if len(targets) > MAX_TARGETS:
+        raise InvalidInput(f"A version has at most {MAX_TARGETS} upstream targets.")
+    for target in targets:
+        probe = UpstreamTarget(url=target.url, weight=target.weight, enabled=target.enabled)
+        _full_clean(probe, exclude=["version"])
+        if not is_staff(actor):  # staff are trusted with internal upstreams (demo, tests, on-prem)
+            check_upstream_url(target.url)
+    return targets
+
+
+def _check_policy(fields: dict[str, Any]) -> None:
+    for name in ("connect_timeout_ms", "read_timeout_ms", "total_timeout_ms"):
+        if name in fields and fields[name] is not None and fields[name] > MAX_TIMEOUT_MS:
+            raise InvalidInput(f"{name.replace('_', ' ')}: at most {MAX_TIMEOUT_MS} ms.")
+    if fields.get("cache_ttl_seconds") is not None and fields["cache_ttl_seconds"] > MAX_CACHE_TTL_SECONDS:
+        raise InvalidInput(f"cache ttl seconds: at most {MAX_CACHE_TTL_SECONDS}.")
+
+
+# --- changes -------------------------------------------------------------------------------
+
+
+def create_api(
+    tenant: Tenant,
+    *,
+    actor: Any,
+    slug: str,
+    name: str,
+    description: str = "",
+    visibility: str = "public",
+) -> Api:
+    """A new REST API owned by ``tenant`` (AI APIs stay with staff: their routes are staff's)."""
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        require_team_manager(actor, tenant)
+        api = Api(
+            owner=tenant,
+            slug=slug,
+            name=name.strip(),
+            description=description,
+            visibility=visibility,
+            kind=ApiKind.REST,
+        )
+        _full_clean(api)
+        try:
+            with transaction.atomic():
+                api.save()
+        except IntegrityError as error:
+            raise InvalidInput(f"An API with the slug {slug!r} exists; choose another.") from error
+        audit.record(actor, ProviderAction.API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
+        # A new API has no published version yet: nothing routable changed, no config signal.
+    return api
+
+
+def create_version(
+    api: Api,
+    *,
+    actor: Any,
+    version: str,
+    base_path: str,
+    targets: list[TargetSpec],
+    openapi: dict[str, Any] | None = None,
+    **policy: Any,
+) -> ApiVersion:
+    """A draft version with its upstream targets and policy (timeouts, retries, cache TTL)."""
+    unknown = set(policy) - set(VERSION_POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown version settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        api = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
+        require_api_manager(actor, api)
+        if api.kind != ApiKind.REST:
+            raise InvalidInput("Versions of AI APIs are managed by Portico administrators.")
+        _check_policy(policy)
+        _clean_targets(targets, actor)
+        row = ApiVersion(api=api, version=version.strip(), base_path=base_path or None, openapi=openapi or {})
+        for name, value in policy.items():
+            if value is not None:
+                setattr(row, name, value)
+        _full_clean(row)
+        try:
+            with transaction.atomic():
+                row.save()
+        except IntegrityError as error:
+            raise InvalidInput("That version or base path is taken; choose another.") from error
+        for target in targets:
+            UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+        audit.record(
+            actor,
+            ProviderAction.VERSION_CREATED,
+            row,
+            tenant=api.owner,
+            base_path=row.base_path,
+            targets=[t.url for t in targets],
+        )
+        # Drafts are not routed; publishing signals. Nothing to tell the gateway yet.
+    return row
+
+
+def update_version(
+    version: ApiVersion,
+    *,
+    actor: Any,
+    targets: list[TargetSpec] | None = None,
+    openapi: dict[str, Any] | None = None,
+    base_path: str | None = None,
+    **policy: Any,
+) -> ApiVersion:
+    """Change a version's targets (replaced as a whole when given), policy, document, or
+    (while it is a draft) its base path. A routed version's change reaches the gateway."""
+    unknown = set(policy) - set(VERSION_POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown version settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        row = ApiVersion.objects.select_for_update().select_related("api", "api__owner").get(pk=version.pk)
+        require_api_manager(actor, row.api)
+        if row.state == "retired":
+            raise InvalidInput("A retired version cannot change.")
+        _check_policy(policy)
+        changed: list[str] = []
+        for name, value in policy.items():
+            if value is not None and getattr(row, name) != value:
+                setattr(row, name, value)
+                changed.append(name)
+        if base_path is not None and base_path != row.base_path:
+            if row.state != "draft":
+                raise InvalidInput("The base path of a published version cannot change: clients call it.")
+            row.base_path = base_path
+            changed.append("base_path")
+        if openapi is not None:
+            row.openapi = openapi
+            changed.append("openapi")
+        _full_clean(row)
+        try:
+            with transaction.atomic():
+                row.save()
+        except IntegrityError as error:
+            raise InvalidInput("That base path is taken; choose another.") from error
+        if targets is not None:
+            _clean_targets(targets, actor)
+            if row.state != "draft" and not any(t.enabled for t in targets):
+                raise InvalidInput("A routed version needs at least one enabled upstream target.")
+            row.targets.all().delete()
+            for target in targets:
+                UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+            changed.append("targets")
+        audit.record(actor, ProviderAction.VERSION_UPDATED, row, tenant=row.api.owner, changed=changed)
+        if row.state != "draft":
+            publish_config_change(f"version {row.pk} updated")
+    return row
+
+
+def create_plan(api: Api, *, actor: Any, name: str, **fields: Any) -> Plan:
+    unknown = set(fields) - set(PLAN_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        api = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
+        require_api_manager(actor, api)
+        plan = Plan(api=api, name=name.strip(), **fields)
+        _full_clean(plan)
+        try:
+            with transaction.atomic():
+                plan.save()
+        except IntegrityError as error:
+            raise InvalidInput(f"{api.name} has a plan named {name!r}.") from error
+        audit.record(actor, ProviderAction.PLAN_CREATED, plan, tenant=api.owner, **_plan_details(plan))
+        publish_config_change(f"plan {plan.pk} created")
+    return plan
+
+
+def update_plan(plan: Plan, *, actor: Any, **fields: Any) -> Plan:
+    """Change a plan's limits (the gateway enforces the new ones at once) or close it to new
+    subscriptions (``is_active=False``)."""
+    unknown = set(fields) - set(PLAN_FIELDS) - {"name"}
+    if unknown:
+        raise InvalidInput(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        row = Plan.objects.select_for_update().select_related("api", "api__owner").get(pk=plan.pk)
+        require_api_manager(actor, row.api)
+        for name, value in fields.items():
+            setattr(row, name, value.strip() if name == "name" else value)
+        _full_clean(row)
+        try:
+            with transaction.atomic():
+                row.save()
+        except IntegrityError as error:
+            raise InvalidInput(f"{row.api.name} has a plan with that name.") from error
+        audit.record(actor, ProviderAction.PLAN_UPDATED, row, tenant=row.api.owner, **_plan_details(row))
+        publish_config_change(f"plan {row.pk} updated")
+    return row
+
+
+def _plan_details(plan: Plan) -> dict[str, Any]:
+    return {name: getattr(plan, name) for name in ("name", *PLAN_FIELDS) if name != "description"}
