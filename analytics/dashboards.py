@@ -1,0 +1,279 @@
+"""Dashboards: a tenant's usage page and the staff platform dashboard, read from the rollups.
+
+``dashboard(actor, tenant, window)`` is what the views call: it checks who may look (any
+member of ``tenant``; staff only for the platform, ``tenant=None``) and aggregates the rollup
+tier that ``pick_tier`` chooses, never the raw calls, so a page costs a few GROUP BYs over
+at most ``MAX_POINTS`` buckets whatever the size of ``CallLog``.
+
+Latency percentiles come from the merged histograms (``analytics.rollups.Totals``), never
+from averages of percentiles. Times are bucketed in UTC (the rollups' buckets) and shown in
+the viewer's time zone (``Window.tz``): an hour bucket of a zone with a half-hour offset
+starts at :30 there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from analytics.models import Granularity, Rollup
+from analytics.retention import WIDTH, covers
+from analytics.rollups import Totals
+from portal.models import Api, Application, Role, Tenant
+from portal.services.access import require_role
+from portal.services.errors import InvalidInput, NotFound
+
+PRESETS: dict[str, timedelta] = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+}
+CUSTOM = "custom"
+RANGES = (*PRESETS, CUSTOM)
+MAX_RANGE = timedelta(days=400)
+# A chart never has more points than this: the finest tier with fewer buckets wins.
+MAX_POINTS = 1500
+TOP = 10
+STATUS_CLASSES = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+_TIERS: tuple[str, ...] = tuple(Granularity.values)  # finest first
+
+
+def is_staff(actor: Any) -> bool:
+    return bool(getattr(actor, "is_authenticated", False) and actor.is_staff)
+
+
+def require_reader(actor: Any, tenant: Tenant | None) -> None:
+    """Members of ``tenant`` (any role) may read its figures; only staff the platform's.
+    Anyone else: NotFound."""
+    if tenant is None:
+        if not is_staff(actor):
+            raise NotFound("No such page.")
+        return
+    require_role(actor, tenant, Role.VIEWER)
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The IANA zone ``name`` (UTC when empty); InvalidInput for anything else."""
+    if not name:
+        return ZoneInfo("UTC")
+    if len(name) > 64 or name not in _zone_names():
+        raise InvalidInput("Unknown time zone.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput("Unknown time zone.") from None
+
+
+_ZONES: frozenset[str] | None = None
+
+
+def _zone_names() -> frozenset[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(available_timezones()) | {"UTC"}
+    return _ZONES
+
+
+def zone_choices() -> list[str]:
+    return sorted(_zone_names())
+
+
+@dataclass(frozen=True)
+class Window:
+    """The [start, end) a page shows, the preset it came from, and the viewer's zone."""
+
+    start: datetime
+    end: datetime
+    preset: str
+    tz: ZoneInfo
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(self.tz)
+
+
+def _parse_local(value: str, tz: ZoneInfo, what: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"The {what} is not a date and time (YYYY-MM-DDTHH:MM).") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(UTC)
+
+
+def parse_window(params: Mapping[str, str], *, default: str = "day", now: datetime | None = None) -> Window:
+    """The window asked for by query parameters ``range`` (hour, day, week, month, custom),
+    ``start`` and ``end`` (custom only; local times in ``tz`` unless they carry an offset) and
+    ``tz``. InvalidInput with a clear message for anything else."""
+    now = now or timezone.now()
+    tz = zone(params.get("tz"))
+    preset = params.get("range") or default
+    if preset not in RANGES:
+        raise InvalidInput(f"A range is one of: {', '.join(RANGES)}.")
+    if preset == CUSTOM:
+        if not params.get("start") or not params.get("end"):
+            raise InvalidInput("A custom range needs a start and an end.")
+        start = _parse_local(params["start"], tz, "start")
+        end = _parse_local(params["end"], tz, "end")
+        if end <= start:
+            raise InvalidInput("The end must be after the start.")
+        if end - start > MAX_RANGE:
+            raise InvalidInput(f"A range is at most {MAX_RANGE.days} days.")
+        return Window(start, end, preset, tz)
+    return Window(now - PRESETS[preset], now, preset, tz)
+
+
+def pick_tier(start: datetime, end: datetime, *, now: datetime | None = None) -> str:
+    """The finest rollup tier that still holds everything from ``start`` on (retention) and
+    draws the range in at most MAX_POINTS buckets; the day tier otherwise."""
+    now = now or timezone.now()
+    for tier in _TIERS:
+        if covers(tier, start, now) and (end - start) / WIDTH[tier] <= MAX_POINTS:
+            return tier
+    return _TIERS[-1]
+
+
+def _floor(tier: str, when: datetime) -> datetime:
+    when = when.astimezone(UTC)
+    if tier == Granularity.MINUTE:
+        return when.replace(second=0, microsecond=0)
+    if tier == Granularity.HOUR:
+        return when.replace(minute=0, second=0, microsecond=0)
+    return when.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _rollups(tenant: Tenant | None, tier: str, window: Window, using: str) -> QuerySet[Rollup]:
+    rows = Rollup.objects.using(using).filter(
+        granularity=tier, bucket_start__gte=_floor(tier, window.start), bucket_start__lt=window.end
+    )
+    if tenant is not None:
+        rows = rows.filter(tenant_id=tenant.pk)
+    return rows
+
+
+def _money(amount: Decimal | None) -> float | None:
+    return float(amount) if amount is not None else None
+
+
+def _figures(totals: Totals) -> dict[str, Any]:
+    return {
+        "requests": totals.requests,
+        "errors": totals.errors,
+        "errors_4xx": totals.errors_4xx,
+        "errors_5xx": totals.errors_5xx,
+        "error_rate": totals.error_rate,
+        "p50_ms": totals.percentile(50),
+        "p95_ms": totals.percentile(95),
+        "p99_ms": totals.percentile(99),
+        "tokens_in": totals.tokens_in,
+        "tokens_out": totals.tokens_out,
+        "tokens": totals.tokens_in + totals.tokens_out,
+        "cost": _money(totals.cost),
+        "unpriced_calls": totals.unpriced_calls,
+        "cache_hits": totals.cache_hits,
+    }
+
+
+_SUMS = {
+    "requests": Sum("requests"),
+    "errors_4xx": Sum("errors_4xx"),
+    "errors_5xx": Sum("errors_5xx"),
+    "tokens_in": Sum("tokens_in"),
+    "tokens_out": Sum("tokens_out"),
+    "cost": Sum("cost"),
+}
+
+
+def _top(rows: QuerySet[Rollup], dimension: str, names: Mapping[Any, str]) -> list[dict[str, Any]]:
+    found = (
+        rows.exclude(**{f"{dimension}__isnull": True})
+        .exclude(**({f"{dimension}": ""} if dimension == "model" else {}))
+        .values(dimension)
+        .annotate(**_SUMS)
+        .order_by("-requests", dimension)[:TOP]
+    )
+    top = []
+    for row in found:
+        key = row[dimension]
+        requests = row["requests"] or 0
+        errors = (row["errors_4xx"] or 0) + (row["errors_5xx"] or 0)
+        top.append(
+            {
+                "id": key,
+                "name": names.get(key, f"#{key}") if dimension != "model" else key,
+                "requests": requests,
+                "errors": errors,
+                "error_rate": errors / requests if requests else None,
+                "tokens": (row["tokens_in"] or 0) + (row["tokens_out"] or 0),
+                "cost": _money(row["cost"]),
+            }
+        )
+    return top
+
+
+def dashboard(
+    actor: Any, tenant: Tenant | None, window: Window, *, now: datetime | None = None, using: str = "default"
+) -> dict[str, Any]:
+    """Everything a usage page (``tenant``) or the platform dashboard (None, staff only)
+    shows for ``window``: totals, a time series per bucket, the status-class mix and top
+    APIs, applications and models. NotFound for anyone who may not look."""
+    require_reader(actor, tenant)
+    tier = pick_tier(window.start, window.end, now=now)
+    rows = _rollups(tenant, tier, window, using)
+
+    series: dict[datetime, Totals] = {}
+    overall = Totals()
+    fields = ("bucket_start", *_SUMS, "latency_histogram", "latency_max_ms", "unpriced_calls", "cache_hits")
+    for row in rows.values(*fields).order_by().iterator(chunk_size=5000):
+        bucket = series.get(row["bucket_start"])
+        if bucket is None:
+            bucket = series[row["bucket_start"]] = Totals()
+        bucket.merge(row)
+        overall.merge(row)
+
+    points = []
+    for start in sorted(series):
+        figures = _figures(series[start])
+        points.append(
+            {
+                "t": window.local(start).isoformat(),
+                "requests": figures["requests"],
+                "error_rate": figures["error_rate"],
+                "p50_ms": figures["p50_ms"],
+                "p95_ms": figures["p95_ms"],
+                "p99_ms": figures["p99_ms"],
+                "tokens": figures["tokens"],
+                "cost": figures["cost"],
+            }
+        )
+
+    mix = {
+        STATUS_CLASSES.get(row["status_class"], "other"): row["n"] or 0
+        for row in rows.values("status_class").annotate(n=Sum("requests")).order_by("status_class")
+    }
+
+    api_ids = set(rows.values_list("api_id", flat=True).distinct().order_by())
+    api_names = dict(Api.objects.filter(pk__in=[i for i in api_ids if i is not None]).values_list("pk", "name"))
+    apps = Application.objects.all() if tenant is None else Application.objects.filter(tenant=tenant)
+    app_ids = set(rows.values_list("application_id", flat=True).distinct().order_by())
+    app_names = dict(apps.filter(pk__in=[i for i in app_ids if i is not None]).values_list("pk", "name"))
+
+    return {
+        "tier": tier,
+        "start": window.local(window.start),
+        "end": window.local(window.end),
+        "totals": _figures(overall),
+        "series": points,
+        "status_mix": mix,
+        "top_apis": _top(rows, "api_id", api_names),
+        "top_applications": _top(rows, "application_id", app_names),
+        "top_models": _top(rows, "model", {}),
+    }

@@ -1,0 +1,192 @@
+"""Usage pages and the log explorer: a tenant's own (``/usage/...``, the current tenant) and
+the platform's (``/staff/...``, staff only). Thin: who may see what, and every query, are
+``analytics.dashboards``' and ``analytics.explorer``'s; a bad query parameter is a form error
+(400) on the page, and anything out of scope a 404."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from analytics import dashboards, explorer
+from portal.models import Api, Application, Tenant
+from portal.services.catalog import visible_apis
+from portal.services.errors import InvalidInput, NotFound, ServiceError
+from portal.views.context import current_tenant
+
+
+def _tenant(request: HttpRequest) -> Tenant:
+    tenant = current_tenant(request)
+    if tenant is None:
+        raise Http404("You belong to no tenant.")
+    return tenant
+
+
+def _staff(request: HttpRequest) -> None:
+    if not dashboards.is_staff(request.user):
+        raise Http404("No such page.")
+
+
+def _picker(request: HttpRequest) -> dict[str, Any]:
+    """The time-range picker's values, as the viewer sent them."""
+    return {
+        "range": request.GET.get("range") or "",
+        "start": request.GET.get("start", "")[:40],
+        "end": request.GET.get("end", "")[:40],
+        "tz": request.GET.get("tz", "")[:64],
+        "ranges": dashboards.RANGES,
+        "zones": dashboards.zone_choices(),
+    }
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int, tz: ZoneInfo | None = None
+) -> HttpResponse:
+    """The page with every time in the viewer's zone (the window's, when it parsed)."""
+    window = context.get("window")
+    zone = tz or (window.tz if window is not None else dashboards.zone(None))
+    with timezone.override(zone):
+        return render(request, template, context, status=status)
+
+
+def _dashboard(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
+    context: dict[str, Any] = {"scope": tenant, "picker": _picker(request), "error": None, "data": None}
+    status = 200
+    try:
+        window = dashboards.parse_window(request.GET, default="day")
+        context["data"] = dashboards.dashboard(request.user, tenant, window)
+        context["tz"] = window.tz.key
+        context["window"] = window
+    except InvalidInput as error:
+        context["error"] = error.message
+        status = 400
+    except NotFound:
+        raise Http404("No such page.") from None
+    context["calls_url"] = "usage_calls" if tenant is not None else "staff_calls"
+    return _render(request, "portal/analytics/dashboard.html", context, status)
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    return _dashboard(request, _tenant(request))
+
+
+@login_required
+def staff_dashboard(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    return _dashboard(request, None)
+
+
+def _choices(tenant: Tenant | None) -> dict[str, Any]:
+    apps = Application.objects.all() if tenant is None else Application.objects.filter(tenant=tenant)
+    apis = Api.objects.all() if tenant is None else visible_apis(tenant)
+    return {
+        "apis": apis.order_by("name").values_list("pk", "name"),
+        "applications": apps.order_by("name").values_list("pk", "name"),
+    }
+
+
+def _explorer(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
+    prefix = "usage" if tenant is not None else "staff"
+    context: dict[str, Any] = {
+        "scope": tenant,
+        "picker": _picker(request),
+        "params": request.GET,
+        "error": None,
+        "page": None,
+        "prefix": prefix,
+        **_choices(tenant),
+    }
+    status = 200
+    try:
+        filters = explorer.parse_filter(request.GET)
+        context["page"] = explorer.list_calls(request.user, tenant, filters, after=request.GET.get("after") or None)
+        context["tz"] = filters.window.tz
+        context["window"] = filters.window
+    except InvalidInput as error:
+        context["error"] = error.message
+        status = 400
+    except NotFound:
+        raise Http404("No such page.") from None
+    query = request.GET.copy()
+    query.pop("after", None)
+    context["query"] = query.urlencode()
+    return _render(request, "portal/analytics/calls.html", context, status)
+
+
+@login_required
+def usage_calls(request: HttpRequest) -> HttpResponse:
+    return _explorer(request, _tenant(request))
+
+
+@login_required
+def staff_calls(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    return _explorer(request, None)
+
+
+def _call(request: HttpRequest, tenant: Tenant | None, request_id: str) -> HttpResponse:
+    try:
+        tz = dashboards.zone(request.GET.get("tz"))
+    except InvalidInput:
+        tz = dashboards.zone(None)
+    try:
+        found = explorer.get_call(request.user, tenant, request_id)
+    except ServiceError:
+        raise Http404("No such call.") from None
+    call = found["call"]
+    fields = [
+        (f.verbose_name, getattr(call, f.name))
+        for f in call._meta.concrete_fields
+        if f.name not in ("id", "prompt_capture", "response_capture")
+    ]
+    context = {
+        "call": call,
+        "fields": fields,
+        "tz": tz.key,
+        "captures_visible": found["captures_visible"],
+        "prefix": "usage" if tenant is not None else "staff",
+    }
+    return _render(request, "portal/analytics/call.html", context, 200, tz)
+
+
+@login_required
+def usage_call(request: HttpRequest, request_id: str) -> HttpResponse:
+    return _call(request, _tenant(request), request_id)
+
+
+@login_required
+def staff_call(request: HttpRequest, request_id: str) -> HttpResponse:
+    _staff(request)
+    return _call(request, None, request_id)
+
+
+def _export(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
+    try:
+        filters = explorer.parse_filter(request.GET)
+        lines = explorer.export_csv(request.user, tenant, filters)
+    except InvalidInput:
+        return _explorer(request, tenant)  # the same form error, on the page
+    except NotFound:
+        raise Http404("No such page.") from None
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    name = f"calls-{timezone.now():%Y%m%d-%H%M%S}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+def usage_export(request: HttpRequest) -> HttpResponse:
+    return _export(request, _tenant(request))
+
+
+@login_required
+def staff_export(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    return _export(request, None)
