@@ -5,7 +5,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from portal.models import Application, Plan, Role
+from portal.models import Application, Plan, Role, Tenant
+from portal.models.catalog import Visibility
+from portal.services.errors import InvalidInput
+from portal.services.provider import (
+    MAX_CACHE_TTL_SECONDS,
+    MAX_OPENAPI_BYTES,
+    MAX_TIMEOUT_MS,
+    VERSION_POLICY_FIELDS,
+    TargetSpec,
+    parse_openapi,
+)
 from portal.services.tenants import MAX_EMAIL_LENGTH
 
 
@@ -99,3 +109,95 @@ def limits_text(plan: Plan) -> str:
     if plan.monthly_quota:
         parts.append(f"{plan.monthly_quota:,}/month")
     return ", ".join(parts) or "no limits"
+
+
+# --- Provider self-service (a team that owns an API runs it) ---------------------------------
+
+MAX_TARGET_LINES = 16
+
+
+class ProviderApiForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), label="Team", empty_label=None)
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=80, help_text="In the catalog's address: /apis/<slug>/.")
+    description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.PUBLIC)
+
+    def __init__(self, *args, tenants, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tenant"].queryset = tenants
+
+
+def parse_targets(text: str) -> list[TargetSpec]:
+    """Upstream targets written one a line: ``URL`` or ``URL WEIGHT``."""
+    targets = []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > MAX_TARGET_LINES:
+        raise forms.ValidationError(f"At most {MAX_TARGET_LINES} upstream targets.")
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()) or len(parts[-1]) > 300:
+            raise forms.ValidationError(f"Write each target as 'URL' or 'URL WEIGHT': {line[:80]!r}.")
+        weight = int(parts[1]) if len(parts) == 2 and len(parts[1]) <= 9 else 100
+        targets.append(TargetSpec(url=parts[0], weight=weight))
+    return targets
+
+
+class VersionForm(forms.Form):
+    version = forms.CharField(max_length=40, initial="v1")
+    base_path = forms.CharField(max_length=200, help_text="Where the gateway serves it, e.g. /maps/v1.")
+    targets = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "https://maps.internal.example.com 100"}),
+        help_text="Upstream targets, one a line: URL and an optional weight.",
+        max_length=6000,
+    )
+    connect_timeout_ms = forms.IntegerField(min_value=1, max_value=MAX_TIMEOUT_MS, initial=2000)
+    read_timeout_ms = forms.IntegerField(min_value=1, max_value=MAX_TIMEOUT_MS, initial=30000)
+    total_timeout_ms = forms.IntegerField(min_value=1, max_value=MAX_TIMEOUT_MS, initial=60000)
+    retries = forms.IntegerField(min_value=0, max_value=5, initial=1)
+    cache_ttl_seconds = forms.IntegerField(
+        min_value=0, max_value=MAX_CACHE_TTL_SECONDS, initial=0, help_text="0 turns the cache off."
+    )
+    openapi = forms.FileField(required=False, label="OpenAPI document", help_text="JSON or YAML, OpenAPI 3.")
+
+    def clean_targets(self) -> list[TargetSpec]:
+        return parse_targets(self.cleaned_data["targets"])
+
+    def clean_openapi(self) -> dict | None:
+        upload = self.cleaned_data.get("openapi")
+        if not upload:
+            return None
+        if upload.size > MAX_OPENAPI_BYTES:
+            raise forms.ValidationError(f"The document is larger than {MAX_OPENAPI_BYTES // 1024} KiB.")
+        try:
+            return parse_openapi(upload.read(MAX_OPENAPI_BYTES + 1))
+        except InvalidInput as error:
+            raise forms.ValidationError(error.message) from error
+
+    def policy(self) -> dict:
+        return {name: self.cleaned_data[name] for name in VERSION_POLICY_FIELDS if name in self.cleaned_data}
+
+
+class PlanForm(forms.ModelForm):
+    class Meta:
+        model = Plan
+        fields = (
+            "name",
+            "description",
+            "requests_per_second",
+            "requests_per_minute",
+            "daily_quota",
+            "monthly_quota",
+            "requires_approval",
+        )
+
+
+class DeprecateForm(forms.Form):
+    sunset_at = forms.DateTimeField(
+        label="Sunset", help_text="YYYY-MM-DD HH:MM (UTC), in the future.", widget=forms.DateTimeInput()
+    )
+    reason = forms.CharField(required=False, max_length=500)
+
+
+class DecisionForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500)

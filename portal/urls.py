@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/", include("portal.rest.urls")),
     path("account/tokens/", include("portal.views.tokens_urls")),
     path("accounts/", include("portal.views.accounts_urls")),
+    path("provider/", include("portal.views.provider_urls")),
     path("", include("portal.views.catalog_urls")),
     path("", include("portal.views.console_urls")),
     path("", include("portal.views.analytics_urls")),

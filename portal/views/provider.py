@@ -1,0 +1,198 @@
+"""Provider pages: the owners and admins of a team run the APIs their team owns.
+
+Thin callers of ``portal.services.provider``, ``lifecycle`` and ``subscriptions``, which
+decide who may do what. Every lookup starts from the APIs the person manages, so another
+team's API, version, plan or subscription is a 404; a refused change is a form error or a
+message, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.forms import DecisionForm, DeprecateForm, PlanForm, ProviderApiForm, VersionForm
+from portal.models import Api, ApiVersion, Subscription, SubscriptionState
+from portal.services import lifecycle, provider, subscriptions
+from portal.services.errors import NotFound, ServiceError
+
+
+def _errors(form: Any) -> str:
+    return "; ".join(str(e) for errors in form.errors.values() for e in errors)
+
+
+def _api(request: HttpRequest, slug: str) -> Api:
+    try:
+        return provider.managed_api(request.user, slug)
+    except NotFound as error:
+        raise Http404(error.message) from error
+
+
+def _version(api: Api, pk: int) -> ApiVersion:
+    version = api.versions.filter(pk=pk).first()
+    if version is None:
+        raise Http404("No such version of this API.")
+    return version
+
+
+@login_required
+def apis(request: HttpRequest) -> HttpResponse:
+    tenants = provider.managed_tenants(request.user)
+    form = ProviderApiForm(request.POST or None, tenants=tenants)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            api = provider.create_api(
+                data["tenant"],
+                actor=request.user,
+                slug=data["slug"],
+                name=data["name"],
+                description=data["description"],
+                visibility=data["visibility"],
+            )
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"{api.name} created. Add a version and a plan, then publish it.")
+            return redirect("provider_api", slug=api.slug)
+    pending = provider.subscription_requests(request.user).filter(state=SubscriptionState.PENDING).count()
+    return render(
+        request,
+        "portal/provider/apis.html",
+        {
+            "apis": provider.managed_apis(request.user).prefetch_related("versions", "plans"),
+            "form": form,
+            "can_create": tenants.exists(),
+            "pending_count": pending,
+        },
+    )
+
+
+def _api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
+    context = {
+        "api": api,
+        "versions": api.versions.prefetch_related("targets").order_by("-created_at"),
+        "plans": api.plans.all(),
+        "version_form": forms.get("version_form") or VersionForm(),
+        "plan_form": forms.get("plan_form") or PlanForm(),
+        "deprecate_form": DeprecateForm(),
+    }
+    status = 400 if forms else 200
+    return render(request, "portal/provider/api.html", context, status=status)
+
+
+@login_required
+def api_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return _api_page(request, _api(request, slug))
+
+
+@login_required
+@require_POST
+def version_create(request: HttpRequest, slug: str) -> HttpResponse:
+    api = _api(request, slug)
+    form = VersionForm(request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            version = provider.create_version(
+                api,
+                actor=request.user,
+                version=data["version"],
+                base_path=data["base_path"],
+                targets=data["targets"],
+                openapi=data["openapi"],
+                **form.policy(),
+            )
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Version {version.version} created as a draft.")
+            return redirect("provider_api", slug=api.slug)
+    return _api_page(request, api, version_form=form)
+
+
+@login_required
+@require_POST
+def plan_create(request: HttpRequest, slug: str) -> HttpResponse:
+    api = _api(request, slug)
+    form = PlanForm(request.POST)
+    # The model form checks shapes; the service checks the rules (and the name's uniqueness).
+    form.instance.api = api
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            plan = provider.create_plan(api, actor=request.user, **data)
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Plan {plan.name} created.")
+            return redirect("provider_api", slug=api.slug)
+    return _api_page(request, api, plan_form=form)
+
+
+@login_required
+@require_POST
+def version_move(request: HttpRequest, slug: str, pk: int, move: str) -> HttpResponse:
+    api = _api(request, slug)
+    version = _version(api, pk)
+    try:
+        if move == "publish":
+            lifecycle.publish_version(version, request.user)
+        elif move == "deprecate":
+            form = DeprecateForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, _errors(form))
+                return redirect("provider_api", slug=api.slug)
+            lifecycle.deprecate_version(
+                version, request.user, sunset_at=form.cleaned_data["sunset_at"], reason=form.cleaned_data["reason"]
+            )
+        elif move == "retire":
+            lifecycle.retire_version(version, request.user, reason=request.POST.get("reason", "")[:500])
+        else:
+            raise Http404("No such move.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Version {version.version}: {move} done.")
+    return redirect("provider_api", slug=api.slug)
+
+
+@login_required
+def requests(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "portal/provider/requests.html",
+        {"subscriptions": provider.subscription_requests(request.user)[:200], "form": DecisionForm()},
+    )
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    subscription = provider.subscription_requests(request.user).filter(pk=pk).first()
+    if subscription is None:
+        raise Http404("No such subscription request to your APIs.")
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _errors(form))
+        return redirect("provider_requests")
+    reason = form.cleaned_data["reason"]
+    try:
+        if decision == "approve":
+            decided: Subscription = subscriptions.approve_subscription(subscription, request.user, reason=reason)
+        elif decision == "reject":
+            decided = subscriptions.reject_subscription(subscription, request.user, reason=reason)
+        else:
+            raise Http404("No such decision.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request, f"{decided.application.name} on {decided.api.name}: {decided.get_state_display().lower()}."
+        )
+    return redirect("provider_requests")

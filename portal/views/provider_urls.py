@@ -1,0 +1,13 @@
+from django.urls import path
+
+from portal.views import provider
+
+urlpatterns = [
+    path("", provider.apis, name="provider_apis"),
+    path("requests/", provider.requests, name="provider_requests"),
+    path("requests/<int:pk>/<str:decision>/", provider.decide, name="provider_decide"),
+    path("apis/<slug:slug>/", provider.api_detail, name="provider_api"),
+    path("apis/<slug:slug>/versions/", provider.version_create, name="provider_version_create"),
+    path("apis/<slug:slug>/plans/", provider.plan_create, name="provider_plan_create"),
+    path("apis/<slug:slug>/versions/<int:pk>/<str:move>/", provider.version_move, name="provider_version_move"),
+]
