@@ -182,3 +182,104 @@ class TrendReport(models.Model):
     def __str__(self) -> str:
         scope = self.tenant.name if self.tenant_id and self.tenant else "Platform"
         return f"{scope}: {self.get_kind_display().lower()} report from {self.period_start:%Y-%m-%d %H:%M}"
+
+
+class AlertMetric(models.TextChoices):
+    """What an alert rule watches over its window. Thresholds are percents except latency."""
+
+    ERROR_RATE = "error_rate", "Error rate (% of requests answered 4xx or 5xx)"
+    P95_LATENCY_MS = "p95_latency_ms", "p95 latency (ms)"
+    TRAFFIC_DROP = "traffic_drop", "Traffic drop (% below the trailing windows)"
+    TRAFFIC_SPIKE = "traffic_spike", "Traffic spike (% above the trailing windows)"
+    BUDGET_USE = "budget_use", "Budget use (% of the spend limit this period)"
+
+
+class AlertRule(models.Model):
+    """A condition on a tenant's calls (or, with no tenant, the whole platform's: staff only),
+    evaluated every minute from the minute rollups (``analytics.alerts``). It fires when the
+    metric over the last ``window_minutes`` reaches ``threshold``, and notifies by e-mail
+    (the tenant's owners) and by a signed webhook (``analytics.webhooks``)."""
+
+    tenant = models.ForeignKey(
+        "portal.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="alert_rules"
+    )
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=16, choices=AlertMetric.choices)
+    threshold = models.FloatField()
+    window_minutes = models.PositiveIntegerField(default=5)
+    api = models.ForeignKey("portal.Api", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    budget = models.ForeignKey("llm.Budget", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    notify_email = models.BooleanField(default=True)
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # HMAC key of the webhook signature: shown once, when the rule is made (or the secret renewed).
+    webhook_secret = models.CharField(max_length=64, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.metric} >= {self.threshold:g} over {self.window_minutes} min"
+
+
+class AlertState(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class AlertEvent(models.Model):
+    """One episode of a rule's condition holding: opened firing, closed resolved. ``history``
+    lists the evaluations that changed it ({"at", "state", "value"}). At most one event of a
+    rule is firing at a time (a constraint), so two evaluation runs cannot open two."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    state = models.CharField(max_length=8, choices=AlertState.choices, default=AlertState.FIRING)
+    value = models.FloatField()  # when it fired; the value at resolution is in history
+    peak_value = models.FloatField()
+    started_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    history = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["rule", "-started_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"], condition=models.Q(state="firing"), name="one_firing_event_per_alert_rule"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name}: {self.state} since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class WebhookDelivery(models.Model):
+    """One notification (an event's firing or its resolution) to the rule's webhook, tried
+    until the receiver answers 2xx or ``analytics.webhooks.MAX_ATTEMPTS`` tries have failed.
+    The body is fixed when queued, so every try sends the same bytes and the same
+    ``X-Portico-Event-Id`` (``delivery_id``): receivers drop repeats by it."""
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=8, choices=AlertState.choices)
+    delivery_id = models.CharField(max_length=40, unique=True)
+    body = models.TextField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # NULL: nothing more to try
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)  # HTTP status; NULL: no answer
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    given_up_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["next_attempt_at"])]
+        constraints = [models.UniqueConstraint(fields=["event", "state"], name="one_webhook_delivery_per_event_state")]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}: {self.state}, {self.attempts} attempts"
