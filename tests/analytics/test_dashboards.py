@@ -151,11 +151,13 @@ def test_times_are_shown_in_the_viewers_zone(client, alice, acme, app, now):
     data = response.context["data"]
     assert data["tier"] == Granularity.MINUTE
     # 17:30 in Kolkata (UTC+5:30) is 12:00 UTC: the minute holding the call, labelled locally.
-    assert [point["t"] for point in data["series"]] == [f"{day}T17:30:00+05:30"]
+    assert [point["t"] for point in data["series"] if point["requests"]] == [f"{day}T17:30:00+05:30"]
+    assert len(data["series"]) == 60  # every minute of the hour, empty ones as 0
+    assert data["series"][0]["t"] == f"{day}T17:00:00+05:30"
     assert f"{day} 17:00 to {day} 18:00 (Asia/Kolkata)" in response.content.decode()
 
     utc = page(client, alice, "/usage/", **{**params, "tz": "UTC"})
-    assert utc.context["data"]["series"] == []  # 17:00-18:00 UTC holds no call
+    assert sum(point["requests"] for point in utc.context["data"]["series"]) == 0  # 17:00-18:00 UTC: no call
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@
   function pick(name, scale) {
     return series.map(function (p) { return p[name] === null ? null : p[name] * (scale || 1); });
   }
-  var common = { animation: false, responsive: true, maintainAspectRatio: false, spanGaps: true,
+  var common = { animation: false, elements: { point: { radius: series.length > 60 ? 0 : 2 } }, responsive: true, maintainAspectRatio: false, spanGaps: true,
     interaction: { mode: "index", intersect: false }, scales: { x: { ticks: { maxTicksLimit: 8 } } } };
   function line(id, datasets, extra) {
     var canvas = document.getElementById(id);
