@@ -46,3 +46,19 @@ def create_trend_report(kind: str = "daily", tenant_id: int | None = None) -> in
     """An on-demand report (what ``manage.py create_trend_report`` does); returns its id."""
     tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
     return reports.create_trend_report(kind, tenant=tenant, on_demand=True).pk
+
+
+@shared_task(name="analytics.evaluate_alerts", ignore_result=True)
+def evaluate_alerts() -> int:
+    """Beat runs this every minute: opens and resolves alert events; returns how many changed."""
+    from analytics import alerts
+
+    return len(alerts.evaluate_alerts())
+
+
+@shared_task(name="analytics.deliver_webhooks", ignore_result=True)
+def deliver_webhooks() -> dict[str, int]:
+    """Beat runs this every 30 s: sends the alert webhooks that are due (with backoff)."""
+    from analytics import webhooks
+
+    return webhooks.deliver_webhooks()

@@ -314,6 +314,10 @@ CELERY_BEAT_SCHEDULE = {
         "kwargs": {"kind": "weekly"},
     },
     "send-budget-alerts": {"task": "llm.send_budget_alerts", "schedule": 60.0},
+    # Alerts (analytics/alerts.py, analytics/webhooks.py): judged each minute from the minute
+    # rollups; webhooks due (first tries and retries with backoff) sent every 30 s.
+    "evaluate-alerts": {"task": "analytics.evaluate_alerts", "schedule": 60.0},
+    "deliver-webhooks": {"task": "analytics.deliver_webhooks", "schedule": 30.0},
 }
 
 RATELIMIT_USE_CACHE = "default"
@@ -350,6 +354,17 @@ PORTICO_NOTIFY_SUBSCRIPTION_DECISIONS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_DE
 PORTICO_NOTIFY_BUDGET_ALERTS = env_bool("PORTICO_NOTIFY_BUDGET_ALERTS", True)
 # E-mail each tenant's owners its daily and weekly trend report (a link and the headline figures).
 PORTICO_NOTIFY_TREND_REPORTS = env_bool("PORTICO_NOTIFY_TREND_REPORTS", True)
+# E-mail alert firings and resolutions (rules that ask for e-mail) to the tenant's owners, or staff.
+PORTICO_NOTIFY_ALERTS = env_bool("PORTICO_NOTIFY_ALERTS", True)
+# An alert judges the complete minutes ending this long ago: ingest and the minute rollup
+# (each on beat) need that long to count a minute whole.
+PORTICO_ALERT_DELAY_SECONDS = int(os.environ.get("PORTICO_ALERT_DELAY_SECONDS", "120"))
+# Networks (CIDRs) alert webhooks may be sent to although they are not public (loopback,
+# private, link-local addresses are refused otherwise), e.g. "10.0.0.0/8" for an internal receiver.
+PORTICO_WEBHOOK_ALLOWED_NETWORKS = env_list("PORTICO_WEBHOOK_ALLOWED_NETWORKS", "")
+# E-mail the API's owning team (owners and admins) and staff when a subscription request
+# waits for approval.
+PORTICO_NOTIFY_SUBSCRIPTION_REQUESTS = env_bool("PORTICO_NOTIFY_SUBSCRIPTION_REQUESTS", True)
 # Retention tiers in days (analytics/retention.py, daily); 0 keeps that tier forever.
 PORTICO_RETENTION_CALLS_DAYS = int(os.environ.get("PORTICO_RETENTION_CALLS_DAYS", "14"))
 PORTICO_RETENTION_MINUTE_ROLLUPS_DAYS = int(os.environ.get("PORTICO_RETENTION_MINUTE_ROLLUPS_DAYS", "7"))

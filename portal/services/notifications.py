@@ -50,6 +50,52 @@ def notify_subscription_decision(subscription: Subscription) -> None:
     transaction.on_commit(send)
 
 
+def notify_subscription_request(subscription: Subscription) -> int:
+    """Tell the people who decide a pending request about it, once it commits: the owners
+    and admins of the team that owns the API (they may approve it) and active staff. The
+    requester is left out (they know). Returns how many addresses it goes to."""
+    if not settings.PORTICO_NOTIFY_SUBSCRIPTION_REQUESTS:
+        return 0
+    from django.contrib.auth import get_user_model
+
+    api = subscription.api
+    deciders = {
+        m.user.email
+        for m in Membership.objects.filter(tenant_id=api.owner_id, role__in=[Role.OWNER, Role.ADMIN]).select_related(
+            "user"
+        )
+        if m.user.email and m.user.is_active
+    }
+    deciders |= set(
+        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
+    )
+    requester = subscription.requested_by
+    if requester is not None and requester.email:
+        deciders.discard(requester.email)
+    recipients = sorted(deciders)
+    if not recipients:
+        return 0
+    application = " ".join(subscription.application.name.split())
+    team = " ".join(subscription.application.tenant.name.split())
+    api_name = " ".join(api.name.split())
+    subject = f"[Portico] {application} ({team}) asks to use {api_name}"
+    who = requester.username if requester is not None else "Someone"
+    body = (
+        f"{who} of {team} asks for {application} to use {api_name} on the {subscription.plan.name} plan.\n\n"
+        f"The request waits for an owner or admin of the API's team, or Portico staff, to approve or reject it: "
+        f"POST /api/v1/subscriptions/{subscription.pk}/approve/ or /reject/ (with a reason), or the admin site."
+    )
+
+    def send():
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        except Exception:  # a broken mail server must not fail the developer's request
+            log.exception("could not send the subscription request email for %s", subscription.pk)
+
+    transaction.on_commit(send)
+    return len(recipients)
+
+
 def notify_tenant_owners(tenant, subject: str, body: str) -> int:
     """E-mail every owner of ``tenant`` once the current transaction commits (a failure is
     logged, never raised). Returns how many addresses it goes to; callers check their own

@@ -14,7 +14,7 @@ from portal.services.access import require_application, require_role
 from portal.services.catalog import visible_apis
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
-from portal.services.notifications import notify_subscription_decision
+from portal.services.notifications import notify_subscription_decision, notify_subscription_request
 from portal.services.ownership import require_api_manager
 
 
@@ -59,6 +59,10 @@ def request_subscription(application: Application, api: Api, plan: Plan, actor) 
             )
             if auto:
                 publish_config_change(f"subscription {subscription.pk} auto-approved")
+            else:
+                # Those who decide hear of it once it commits; an auto-approved request has
+                # nothing to decide, so it mails nobody.
+                notify_subscription_request(subscription)
     except IntegrityError:
         # Two concurrent clicks: the other request won the unique constraint; it is the answer.
         if existing := _live(application, api):
