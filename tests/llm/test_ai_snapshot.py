@@ -57,7 +57,7 @@ def test_a_route_becomes_weighted_targets_and_ordered_fallbacks_with_prices_and_
         cache_nondeterministic=True,
         pii_mode="mask",
         pii_detectors=["email", "card"],
-        deny_list="forbidden\n\n  /sec(ret)+/  \n",
+        deny_list="forbidden\n\n  /sec(ret){1,3}/  \n",
         capture=True,
         default_max_tokens=256,
     )
@@ -87,7 +87,7 @@ def test_a_route_becomes_weighted_targets_and_ordered_fallbacks_with_prices_and_
     assert (route.pii.mode, route.pii.detectors, route.pii.deny) == (
         "mask",
         frozenset({"email", "card"}),
-        ("forbidden", "/sec(ret)+/"),
+        ("forbidden", "/sec(ret){1,3}/"),
     )
     assert route.deprecation_headers == ()
 
