@@ -169,6 +169,8 @@ def _clean(spec: RuleSpec, tenant: Tenant | None) -> dict[str, Any]:
             raise InvalidInput("A budget-use rule names one of the team's budgets that has a spend limit.")
     elif spec.budget_id not in (None, ""):
         raise InvalidInput("Only a budget-use rule names a budget.")
+    if spec.webhook_url is not None and not isinstance(spec.webhook_url, str):
+        raise InvalidInput("A webhook URL is text.")
     url = (spec.webhook_url or "").strip()
     if url:
         check_webhook_url(url)

@@ -118,8 +118,10 @@ def resolve_webhook_url(url: str) -> Target:
     http(s) URL with a host, does not resolve, or resolves to any refused address."""
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"A webhook URL is an http:// or https:// URL of at most {MAX_URL_LENGTH} characters.")
-    if any(ord(c) < 33 or ord(c) == 127 for c in url):
-        raise InvalidInput("A webhook URL has no spaces or control characters.")
+    if any(ord(c) < 33 or ord(c) >= 127 for c in url):
+        raise InvalidInput(
+            "A webhook URL has no spaces, control or non-ASCII characters (percent-encode them; punycode for names)."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -256,7 +258,13 @@ def deliver_webhooks(
         if not _claim(pk, at, now):
             continue
         delivery = WebhookDelivery.objects.select_related("event__rule").get(pk=pk)
-        if attempt(delivery, now=now):
+        try:
+            delivered = attempt(delivery, now=now)
+        except Exception:  # one odd delivery must not stop the others; its claim lapses and it is tried again
+            log.exception("webhook %s: the try failed unexpectedly", delivery.delivery_id)
+            counts["failed"] += 1
+            continue
+        if delivered:
             counts["delivered"] += 1
         elif delivery.given_up_at:
             counts["given_up"] += 1

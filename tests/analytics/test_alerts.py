@@ -375,6 +375,9 @@ def test_a_tenant_cannot_name_another_tenants_budget_or_private_api(alice, acme,
         "http://127.0.0.1/\r\nX-Injected: 1",
         "http://no-such-host.invalid/",
         "http://127.0.0.1/" + "a" * 600,
+        "http://127.0.0.1/caf\u00e9",  # non-ASCII: percent-encode it
+        ["http://127.0.0.1/"],  # not text at all
+        42,
     ],
 )
 def test_bad_webhook_urls_are_refused(alice, acme, url):
