@@ -16,6 +16,7 @@ from portal.models import (
     SubscriptionState,
     VersionState,
 )
+from portal.models.catalog import LoadBalancing, Visibility
 from portal.services.catalog import visible_versions
 
 MAX_GRACE_SECONDS = 30 * 24 * 3600
@@ -195,3 +196,111 @@ class NewAccessTokenSerializer(AccessTokenSerializer):
 class AccessTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+# --- Provider self-service: a team's owners and admins run the APIs it owns -----------------
+
+MAX_INT32 = 2**31 - 1  # the database's integer columns: larger limits are refused, not overflowed
+
+
+class TargetSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=300, help_text="http:// or https:// URL of the upstream.")
+    weight = serializers.IntegerField(min_value=1, max_value=1_000_000, default=100)
+    enabled = serializers.BooleanField(default=True)
+
+
+class ProviderVersionSerializer(serializers.ModelSerializer):
+    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    targets = TargetSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ApiVersion
+        fields = [
+            "id",
+            "api",
+            "version",
+            "base_path",
+            "state",
+            "targets",
+            "load_balancing",
+            "connect_timeout_ms",
+            "read_timeout_ms",
+            "total_timeout_ms",
+            "retries",
+            "cache_ttl_seconds",
+            "published_at",
+            "deprecated_at",
+            "sunset_at",
+            "retired_at",
+        ]
+
+
+class ProviderPlanSerializer(PlanSerializer):
+    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta(PlanSerializer.Meta):
+        fields = ["id", "api", *PlanSerializer.Meta.fields[1:], "is_active"]
+
+
+class ProviderApiSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugField(source="owner.slug", read_only=True)
+    versions = ProviderVersionSerializer(many=True, read_only=True)
+    plans = ProviderPlanSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Api
+        fields = ["slug", "name", "description", "visibility", "tenant", "versions", "plans"]
+
+
+class ProviderApiCreateSerializer(serializers.Serializer):
+    tenant = serializers.SlugField(max_length=60, help_text="Slug of the team that will own the API.")
+    slug = serializers.SlugField(max_length=80)
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
+
+
+class _VersionPolicySerializer(serializers.Serializer):
+    connect_timeout_ms = serializers.IntegerField(min_value=1, max_value=300_000, required=False)
+    read_timeout_ms = serializers.IntegerField(min_value=1, max_value=300_000, required=False)
+    total_timeout_ms = serializers.IntegerField(min_value=1, max_value=300_000, required=False)
+    retries = serializers.IntegerField(min_value=0, max_value=5, required=False)
+    cache_ttl_seconds = serializers.IntegerField(min_value=0, max_value=7 * 86400, required=False)
+    load_balancing = serializers.ChoiceField(choices=LoadBalancing.choices, required=False)
+    openapi = serializers.JSONField(
+        required=False, help_text="An OpenAPI 3 document (an object with 'openapi' and 'paths'), at most 1 MiB."
+    )
+
+
+class ProviderVersionCreateSerializer(_VersionPolicySerializer):
+    version = serializers.CharField(max_length=40)
+    base_path = serializers.CharField(max_length=200)
+    targets = TargetSerializer(many=True, max_length=16)
+
+
+class ProviderVersionUpdateSerializer(_VersionPolicySerializer):
+    base_path = serializers.CharField(max_length=200, required=False, help_text="Drafts only.")
+    targets = TargetSerializer(many=True, max_length=16, required=False, help_text="Replaces every target.")
+
+
+class ProviderPlanWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=60)
+    description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    requests_per_second = serializers.IntegerField(min_value=1, max_value=MAX_INT32, required=False, allow_null=True)
+    requests_per_minute = serializers.IntegerField(min_value=1, max_value=MAX_INT32, required=False, allow_null=True)
+    daily_quota = serializers.IntegerField(min_value=1, max_value=MAX_INT32, required=False, allow_null=True)
+    monthly_quota = serializers.IntegerField(min_value=1, max_value=MAX_INT32, required=False, allow_null=True)
+    requires_approval = serializers.BooleanField(required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class ProviderPlanUpdateSerializer(ProviderPlanWriteSerializer):
+    name = serializers.CharField(max_length=60, required=False)
+
+
+class ProviderSubscriptionSerializer(SubscriptionSerializer):
+    tenant = serializers.SlugField(source="application.tenant.slug", read_only=True)
+    application_name = serializers.CharField(source="application.name", read_only=True)
+
+    class Meta(SubscriptionSerializer.Meta):
+        fields = [*SubscriptionSerializer.Meta.fields, "tenant", "application_name"]

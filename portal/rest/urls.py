@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from llm.rest import views as llm_views
-from portal.rest.views import applications, catalog, keys, subscriptions, tokens, versions
+from portal.rest.views import applications, catalog, keys, provider, subscriptions, tokens, versions
 
 router = DefaultRouter(trailing_slash=True)
 router.register("apis", catalog.CatalogViewSet, basename="api")
@@ -13,6 +13,10 @@ router.register("keys", keys.ApiKeyViewSet, basename="key")
 router.register("subscriptions", subscriptions.SubscriptionViewSet, basename="subscription")
 router.register("tokens", tokens.AccessTokenViewSet, basename="token")
 router.register("versions", versions.VersionViewSet, basename="version")
+router.register("provider/apis", provider.ProviderApiViewSet, basename="provider-api")
+router.register("provider/versions", provider.ProviderVersionViewSet, basename="provider-version")
+router.register("provider/plans", provider.ProviderPlanViewSet, basename="provider-plan")
+router.register("provider/subscriptions", provider.ProviderSubscriptionViewSet, basename="provider-subscription")
 llm_views.register(router)  # /api/v1/llm/providers, keys, models, routes, budgets
 
 

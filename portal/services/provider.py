@@ -126,6 +126,20 @@ def _full_clean(obj: models.Model, exclude: list[str] | None = None) -> None:
         raise InvalidInput(_errors_text(error)) from error
 
 
+class _AliasRefused(yaml.YAMLError):
+    pass
+
+
+class _PlainYamlLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: an alias costs nothing to write and is copied
+    out in full when the document is stored as JSON ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasRefused("aliases are not accepted")
+        return super().compose_node(parent, index)
+
+
 def parse_openapi(raw: bytes | str) -> dict[str, Any]:
     """An uploaded OpenAPI document (JSON or YAML) as a dict, or InvalidInput saying why not.
 
@@ -143,10 +157,13 @@ def parse_openapi(raw: bytes | str) -> dict[str, Any]:
         raise InvalidInput("The OpenAPI document contains NUL characters.")
     try:
         document = json.loads(text)
+    except RecursionError as error:
+        raise InvalidInput("The OpenAPI document nests too deeply.") from error
     except ValueError:
         try:
-            # safe_load builds plain data only; aliases are expanded, but the size cap bounds them.
-            document = yaml.safe_load(text)
+            document = yaml.load(text, Loader=_PlainYamlLoader)  # noqa: S506 - a SafeLoader without aliases
+        except _AliasRefused as error:
+            raise InvalidInput("YAML anchors and aliases are not accepted in an OpenAPI document.") from error
         except yaml.YAMLError as error:
             raise InvalidInput("The OpenAPI document is neither JSON nor YAML.") from error
         except RecursionError as error:
@@ -160,9 +177,27 @@ def parse_openapi(raw: bytes | str) -> dict[str, Any]:
         raise InvalidInput('The OpenAPI document needs a "paths" object.')
     try:
         # Stored as JSON: dates or other YAML-only values must become strings, keys too.
-        return dict(json.loads(json.dumps(document, default=str)))
+        result = dict(json.loads(json.dumps(document, default=str, ensure_ascii=False)))
     except (TypeError, ValueError, RecursionError) as error:
         raise InvalidInput("The OpenAPI document holds values JSON cannot represent.") from error
+    if _holds_nul(result):  # JSON writes it \u0000; PostgreSQL stores no NUL
+        raise InvalidInput("The OpenAPI document contains NUL characters.")
+    return result
+
+
+def _holds_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def allowed_upstream_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

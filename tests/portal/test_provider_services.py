@@ -217,3 +217,36 @@ def test_subscription_requests_lists_only_the_managed_apis(pending, alice, bob, 
     assert list(provider.subscription_requests(bob)) == []
     assert list(provider.subscription_requests(charlie)) == []
     assert list(provider.managed_apis(charlie)) == []
+
+
+LAUGHS = b"""openapi: 3.0.3
+paths: {}
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+"""
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (LAUGHS, "aliases"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests too deeply|neither JSON nor YAML|JSON cannot"),
+        (b"!!python/object/apply:os.system ['true']", "neither JSON nor YAML"),
+        (b'{"openapi": 3.0, "paths": {}}', "OpenAPI 3"),
+        (b'{"openapi": "3.0.0", "paths": {"/\\u0000": {}}}', "NUL"),
+    ],
+)
+def test_hostile_openapi_documents_are_refused(raw, message):
+    with pytest.raises(InvalidInput, match=message):
+        provider.parse_openapi(raw)
+
+
+def test_a_yaml_document_is_stored_as_json():
+    document = provider.parse_openapi(b"openapi: 3.1.0\ninfo: {title: T, version: 2024-01-01}\npaths: {}\n")
+    assert document == {"openapi": "3.1.0", "info": {"title": "T", "version": "2024-01-01"}, "paths": {}}
