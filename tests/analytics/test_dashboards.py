@@ -192,3 +192,19 @@ def test_cost_stays_unknown_rather_than_zero_when_no_call_had_a_price(client, ch
     response = page(client, charlie, "/usage/", range="day")
     assert response.context["data"]["totals"]["cost"] is None
     assert 'Cost</span><strong id="total-cost">–' in response.content.decode()
+
+
+def test_a_tenants_figures_and_isolation_hold_on_each_backend(backend, acme, globex, alice, charlie, now):
+    db = backend.alias
+    rows = [call(now - timedelta(minutes=i), latency_ms=float(10 + i), tenant_id=acme.pk) for i in range(30)]
+    rows += [call(now - timedelta(minutes=i), status=500, tenant_id=globex.pk) for i in range(3)]
+    store(rows, using=db)
+    roll_up_all(now=now, using=db)
+    for params, tier in (({"range": "hour"}, Granularity.MINUTE), ({"range": "week"}, Granularity.HOUR)):
+        window = dashboards.parse_window(params, now=now)
+        data = dashboards.dashboard(alice, acme, window, now=now, using=db)
+        assert data["tier"] == tier
+        assert (data["totals"]["requests"], data["totals"]["errors"]) == (30, 0)
+        assert data["totals"]["p50_ms"] == pytest.approx(25.0, rel=0.1)
+        other = dashboards.dashboard(charlie, globex, window, now=now, using=db)
+        assert (other["totals"]["requests"], other["status_mix"]) == (3, {"5xx": 3})

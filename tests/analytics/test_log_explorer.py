@@ -240,3 +240,19 @@ def test_a_refused_export_raises_before_streaming(charlie, acme, now):
         explorer.export_csv(charlie, acme, explorer.parse_filter({}, now=now))
     with pytest.raises(InvalidInput):
         explorer.parse_filter({"status": "-1"}, now=now)
+
+
+def test_keyset_pages_and_isolation_hold_on_each_backend(backend, alice, charlie, acme, globex, now):
+    db = backend.alias
+    same_time = now - timedelta(minutes=5)
+    rows = [call(same_time, request_id=f"pg-{i:03d}", tenant_id=acme.pk) for i in range(75)]
+    rows.append(call(same_time, request_id="pg-globex", tenant_id=globex.pk))
+    store(rows, using=db)
+    filters = explorer.parse_filter({"range": "day"}, now=now)
+    first = explorer.list_calls(alice, acme, filters, size=50, using=db)
+    second = explorer.list_calls(alice, acme, filters, after=first.next_cursor, size=50, using=db)
+    seen = [c.request_id for c in first.calls + second.calls]
+    assert sorted(seen) == [f"pg-{i:03d}" for i in range(75)] and second.next_cursor is None
+    with pytest.raises(NotFound):
+        explorer.get_call(charlie, globex, "pg-001", using=db)
+    assert explorer.get_call(charlie, globex, "pg-globex", using=db)["call"].tenant_id == globex.pk
