@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +56,7 @@ class Receiver:
     def __init__(self) -> None:
         self.secret = ""
         self.statuses: list[int] = [200]
+        self.delay = 0.0
         self.received: list[dict] = []
         receiver = self
 
@@ -72,6 +74,8 @@ class Receiver:
                     }
                 )
                 status = receiver.statuses[min(len(receiver.received), len(receiver.statuses)) - 1]
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -249,6 +253,21 @@ def test_unreachable_receiver_counts_as_a_failed_try(alice, acme, api, app, djan
     assert deliver_webhooks(now=T0 + timedelta(minutes=15))["failed"] == 1
     delivery = WebhookDelivery.objects.get()
     assert delivery.last_status is None and "Connection" in delivery.last_error
+    assert delivery.next_attempt_at == T0 + timedelta(minutes=16)
+
+
+def test_a_receiver_that_does_not_answer_in_5_seconds_is_a_failed_try(
+    alice, acme, api, app, receiver, django_capture_on_commit_callbacks
+):
+    spike_then_calm(app, api)
+    _rule, receiver.secret = error_rule(alice, acme, webhook_url=receiver.url)
+    receiver.delay = 8.0
+    evaluate(T0 + timedelta(minutes=15), django_capture_on_commit_callbacks)
+    started = time.monotonic()
+    assert deliver_webhooks(now=T0 + timedelta(minutes=15))["failed"] == 1
+    assert time.monotonic() - started < 7.5  # gave up waiting at the 5 s timeout, not when the receiver answered
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.last_status is None and "timed out" in delivery.last_error
     assert delivery.next_attempt_at == T0 + timedelta(minutes=16)
 
 
