@@ -10,9 +10,11 @@ over as they arrive — and is several times cheaper per request.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeAlias, cast
 
 import httptools
@@ -36,6 +38,35 @@ class UpstreamConnectTimeout(UpstreamConnectError):
 class UpstreamStaleConnection(UpstreamConnectError):
     """A pooled keep-alive connection was closed by the upstream as we reused it. Says
     nothing about the target's health, so it must not count towards ejecting it."""
+
+
+class UpstreamPeerRefused(UpstreamConnectError):
+    """The upstream's host resolved to an address the pool's peer check refuses (a tenant's
+    target renamed onto loopback, a private network or cloud metadata): nothing was sent."""
+
+
+# (host as configured, resolved address) -> why the pool must not connect there, or None.
+PeerCheck: TypeAlias = Callable[[str, str], "str | None"]
+
+
+def global_addresses_only(allowed_networks: Sequence[str] = ()) -> PeerCheck:
+    """A peer check refusing every non-global address (loopback, link-local and metadata,
+    private and unique-local, multicast, unspecified, reserved) outside ``allowed_networks``
+    (CIDRs): the portal's save-time rule for a team's targets, applied again at connect time
+    so a name that resolved to a public address then cannot be pointed inward later."""
+    allowed = [ipaddress.ip_network(cidr, strict=False) for cidr in allowed_networks]
+
+    def check(host: str, address: str) -> str | None:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in allowed):
+            return None
+        if ip.is_global and not (ip.is_multicast or ip.is_reserved):
+            return None
+        return f"{address} is not a public address"
+
+    return check
 
 
 class UpstreamProtocolError(Exception):
@@ -246,8 +277,18 @@ class UpstreamPool:
     are parsed (a proxy's hop-by-hop headers), which is cheaper than filtering them after.
     """
 
-    def __init__(self, *, max_idle_per_host: int = 256, drop_response_headers: frozenset[bytes] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_host: int = 256,
+        drop_response_headers: frozenset[bytes] = frozenset(),
+        peer_check: PeerCheck | None = None,
+    ) -> None:
         self._drop_headers = frozenset(drop_response_headers)
+        # Runs once per new connection (never per request, never on a pooled one): resolve,
+        # check every address, then connect to a checked one, so the check and the connection
+        # see the same address. None: the event loop resolves and connects as usual.
+        self._peer_check = peer_check
         self._idle: dict[PoolKey, list[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._ssl = ssl.create_default_context()
@@ -267,21 +308,32 @@ class UpstreamPool:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         try:
-            _transport, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(key, loop, self._drop_headers),
-                    host,
-                    port,
-                    ssl=self._ssl if scheme == "https" else None,
-                    server_hostname=host if scheme == "https" else None,
-                ),
-                timeout,
-            )
+            _transport, conn = await asyncio.wait_for(self._open(loop, key), timeout)
         except TimeoutError as error:
             raise UpstreamConnectTimeout(f"no connection to {host}:{port} within {timeout:.3f}s") from error
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {host}:{port}: {error}") from error
         return conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, key: PoolKey) -> tuple[asyncio.BaseTransport, _Connection]:
+        scheme, host, port = key
+        address = host
+        if self._peer_check is not None:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            for info in infos:
+                if reason := self._peer_check(host, str(info[4][0])):
+                    metrics.UPSTREAM_ERRORS.labels("peer_refused").inc()
+                    raise UpstreamPeerRefused(f"refusing to connect to {host}:{port}: {reason}")
+            if not infos:
+                raise UpstreamConnectError(f"{host} does not resolve")
+            address = str(infos[0][4][0])
+        return await loop.create_connection(
+            lambda: _Connection(key, loop, self._drop_headers),
+            address,
+            port,
+            ssl=self._ssl if scheme == "https" else None,
+            server_hostname=host if scheme == "https" else None,
+        )
 
     async def request(
         self,
