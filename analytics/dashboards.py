@@ -26,7 +26,7 @@ from django.utils import timezone
 from analytics.models import Granularity, Rollup
 from analytics.retention import WIDTH, covers
 from analytics.rollups import Totals
-from portal.models import Api, Application, Role, Tenant
+from portal.models import Api, ApiVersion, Application, Role, Tenant
 from portal.services.access import require_role
 from portal.services.errors import InvalidInput, NotFound
 
@@ -99,6 +99,39 @@ class Window:
         return when.astimezone(self.tz)
 
 
+@dataclass(frozen=True)
+class Drill:
+    """A narrower view: one API, version, application and/or AI model (None: all)."""
+
+    api_id: int | None = None
+    version_id: int | None = None
+    application_id: int | None = None
+    model: str | None = None
+
+    def filters(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name in ("api_id", "version_id", "application_id", "model"):
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = value
+        return found
+
+
+def parse_drill(params: Mapping[str, str]) -> Drill:
+    """The drill-down asked for by ``api``, ``version``, ``application`` and ``model``;
+    InvalidInput for anything that is not an id (or a model name of at most 100 characters)."""
+    ids: dict[str, int | None] = {}
+    for param, name in (("api", "api_id"), ("version", "version_id"), ("application", "application_id")):
+        value = (params.get(param) or "").strip()
+        if value and (not value.isdigit() or len(value) > 18):
+            raise InvalidInput(f"The {param} must be a number.")
+        ids[name] = int(value) if value else None
+    model = (params.get("model") or "").strip()
+    if len(model) > 100:
+        raise InvalidInput("The model is at most 100 characters.")
+    return Drill(model=model or None, **ids)
+
+
 def _parse_local(value: str, tz: ZoneInfo, what: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
@@ -150,9 +183,9 @@ def _floor(tier: str, when: datetime) -> datetime:
     return when.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _rollups(tenant: Tenant | None, tier: str, window: Window, using: str) -> QuerySet[Rollup]:
+def _rollups(tenant: Tenant | None, tier: str, window: Window, drill: Drill, using: str) -> QuerySet[Rollup]:
     rows = Rollup.objects.using(using).filter(
-        granularity=tier, bucket_start__gte=_floor(tier, window.start), bucket_start__lt=window.end
+        granularity=tier, bucket_start__gte=_floor(tier, window.start), bucket_start__lt=window.end, **drill.filters()
     )
     if tenant is not None:
         rows = rows.filter(tenant_id=tenant.pk)
@@ -220,14 +253,22 @@ def _top(rows: QuerySet[Rollup], dimension: str, names: Mapping[Any, str]) -> li
 
 
 def dashboard(
-    actor: Any, tenant: Tenant | None, window: Window, *, now: datetime | None = None, using: str = "default"
+    actor: Any,
+    tenant: Tenant | None,
+    window: Window,
+    *,
+    drill: Drill | None = None,
+    now: datetime | None = None,
+    using: str = "default",
 ) -> dict[str, Any]:
     """Everything a usage page (``tenant``) or the platform dashboard (None, staff only)
-    shows for ``window``: totals, a time series per bucket, the status-class mix and top
-    APIs, applications and models. NotFound for anyone who may not look."""
+    shows for ``window`` (narrowed to ``drill``): totals, a time series per bucket, the
+    status-class mix and top APIs, versions, applications and models. NotFound for anyone
+    who may not look."""
     require_reader(actor, tenant)
+    drill = drill or Drill()
     tier = pick_tier(window.start, window.end, now=now)
-    rows = _rollups(tenant, tier, window, using)
+    rows = _rollups(tenant, tier, window, drill, using)
 
     series: dict[datetime, Totals] = {}
     overall = Totals()
@@ -271,6 +312,19 @@ def dashboard(
     apps = Application.objects.all() if tenant is None else Application.objects.filter(tenant=tenant)
     app_ids = set(rows.values_list("application_id", flat=True).distinct().order_by())
     app_names = dict(apps.filter(pk__in=[i for i in app_ids if i is not None]).values_list("pk", "name"))
+    version_ids = set(rows.values_list("version_id", flat=True).distinct().order_by())
+    version_names = {
+        pk: f"{api} {version}"
+        for pk, api, version in ApiVersion.objects.filter(pk__in=[i for i in version_ids if i is not None]).values_list(
+            "pk", "api__name", "version"
+        )
+    }
+    labels = {
+        "api_id": api_names.get(drill.api_id),
+        "version_id": version_names.get(drill.version_id),
+        "application_id": app_names.get(drill.application_id),
+        "model": drill.model,
+    }
 
     return {
         "tier": tier,
@@ -279,7 +333,9 @@ def dashboard(
         "totals": _figures(overall),
         "series": points,
         "status_mix": mix,
+        "drill": {name: labels[name] or f"#{value}" for name, value in drill.filters().items()},
         "top_apis": _top(rows, "api_id", api_names),
+        "top_versions": _top(rows, "version_id", version_names),
         "top_applications": _top(rows, "application_id", app_names),
         "top_models": _top(rows, "model", {}),
     }

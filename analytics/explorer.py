@@ -72,6 +72,7 @@ STAFF_EXPORT_FIELDS = (*EXPORT_FIELDS[:2], "tenant_id", *EXPORT_FIELDS[2:])
 class CallFilter:
     window: Window
     api_id: int | None = None
+    version_id: int | None = None
     application_id: int | None = None
     key_prefix: str = ""
     status: int | None = None
@@ -83,6 +84,8 @@ class CallFilter:
         calls = calls.filter(time__gte=self.window.start, time__lt=self.window.end)
         if self.api_id is not None:
             calls = calls.filter(api_id=self.api_id)
+        if self.version_id is not None:
+            calls = calls.filter(version_id=self.version_id)
         if self.application_id is not None:
             calls = calls.filter(application_id=self.application_id)
         if self.key_prefix:
@@ -128,6 +131,7 @@ def parse_filter(params: Mapping[str, str], *, now: datetime | None = None) -> C
     return CallFilter(
         window=window,
         api_id=_int(params, "api", "API"),
+        version_id=_int(params, "version", "version"),
         application_id=_int(params, "application", "application"),
         status=status,
         status_class=status_class,

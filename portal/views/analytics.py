@@ -54,12 +54,20 @@ def _render(
         return render(request, template, context, status=status)
 
 
+def _without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
 def _dashboard(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
     context: dict[str, Any] = {"scope": tenant, "picker": _picker(request), "error": None, "data": None}
     status = 200
     try:
         window = dashboards.parse_window(request.GET, default="day")
-        context["data"] = dashboards.dashboard(request.user, tenant, window)
+        drill = dashboards.parse_drill(request.GET)
+        context["data"] = dashboards.dashboard(request.user, tenant, window, drill=drill)
         context["tz"] = window.tz.key
         context["window"] = window
     except InvalidInput as error:
@@ -68,6 +76,10 @@ def _dashboard(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
     except NotFound:
         raise Http404("No such page.") from None
     context["calls_url"] = "usage_calls" if tenant is not None else "staff_calls"
+    context["query"] = request.GET.urlencode()
+    # Per top list, the page's query without that list's own filter: a row's link sets it.
+    context["without"] = {name: _without(request, name) for name in ("api", "version", "application", "model")}
+    context["undrilled"] = _without(request, "api", "version", "application", "model")
     return _render(request, "portal/analytics/dashboard.html", context, status)
 
 

@@ -9,6 +9,8 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics import dashboards
@@ -208,3 +210,43 @@ def test_a_tenants_figures_and_isolation_hold_on_each_backend(backend, acme, glo
         assert data["totals"]["p50_ms"] == pytest.approx(25.0, rel=0.1)
         other = dashboards.dashboard(charlie, globex, window, now=now, using=db)
         assert (other["totals"]["requests"], other["status_mix"]) == (3, {"5xx": 3})
+
+
+def test_a_dashboard_reads_the_rollups_never_the_raw_calls(client, traffic, alice, staff):
+    for user, url in ((alice, "/usage/"), (staff, "/staff/analytics/")):
+        client.force_login(user)
+        for preset in dashboards.RANGES[:-1]:
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url, {"range": preset}).status_code == 200
+            sql = [q["sql"] for q in queries.captured_queries]
+            assert any("analytics_rollup" in s for s in sql)
+            assert not any("analytics_calllog" in s for s in sql), preset
+
+
+def test_a_member_drills_down_to_one_model_or_application(client, traffic, alice, app):
+    response = page(client, alice, "/usage/", range="day", model="gpt-mini")
+    data = response.context["data"]
+    assert (data["totals"]["requests"], data["totals"]["errors"]) == (10, 0)
+    assert data["drill"] == {"model": "gpt-mini"}
+    assert [row["name"] for row in data["top_models"]] == ["gpt-mini"]
+    html = response.content.decode()
+    assert 'id="drill"' in html and "Show everything" in html
+
+    data = page(client, alice, "/usage/", range="day", application=str(app.pk)).context["data"]
+    assert data["totals"]["requests"] == 40
+    assert data["drill"] == {"application_id": "Acme App"}
+
+
+def test_drilling_into_another_tenants_application_shows_nothing_of_it(client, traffic, charlie, app):
+    response = page(client, charlie, "/usage/", range="day", application=str(app.pk))
+    data = response.context["data"]
+    assert data["totals"]["requests"] == 0
+    assert data["drill"] == {"application_id": f"#{app.pk}"}
+    assert b"Acme" not in response.content
+
+
+@pytest.mark.parametrize("params", [{"api": "x"}, {"version": "-1"}, {"application": "9" * 30}, {"model": "m" * 101}])
+def test_a_bad_drill_down_is_a_form_error(client, alice, acme, params):
+    response = page(client, alice, "/usage/", **params)
+    assert response.status_code == 400
+    assert response.context["error"]

@@ -256,3 +256,13 @@ def test_keyset_pages_and_isolation_hold_on_each_backend(backend, alice, charlie
     with pytest.raises(NotFound):
         explorer.get_call(charlie, globex, "pg-001", using=db)
     assert explorer.get_call(charlie, globex, "pg-globex", using=db)["call"].tenant_id == globex.pk
+
+
+def test_the_version_filter_narrows_the_calls(client, alice, acme, app, now):
+    store(
+        [
+            call(now - timedelta(minutes=1), request_id="v2-call", version_id=22, tenant_id=acme.pk),
+            call(now - timedelta(minutes=2), request_id="v1-call", version_id=11, tenant_id=acme.pk),
+        ]
+    )
+    assert ids(get(client, alice, "/usage/calls/", version="22")) == ["v2-call"]

@@ -93,14 +93,20 @@ def test_a_tenant_owner_sees_their_usage_charts_in_their_own_time_zone(
     expect(page.get_by_role("heading", name="Usage of Acme")).to_be_visible()
     expect(page.locator("#window-text")).to_contain_text("(Australia/Adelaide), per minute")
     expect(page.locator("#total-requests")).to_have_text("600")
-    expect(page.get_by_role("link", name="Acme App")).to_be_visible()
-    expect(page.get_by_role("link", name="Weather")).to_be_visible()  # top APIs, by name
+    expect(page.get_by_role("link", name="Acme App", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Weather", exact=True)).to_be_visible()  # top APIs, by name
     expect(page.get_by_text("Globex")).to_have_count(0)
     assert_charts_drawn(page)
     labels = page.evaluate("() => Chart.getChart(document.getElementById('chart-requests')).data.labels")
     local_now = timezone.now().astimezone(ZoneInfo("Australia/Adelaide"))
     assert any(label.startswith(f"{local_now:%Y-%m-%d %H}") for label in labels[-3:])
     screenshot(page, "analytics-tenant-usage")
+
+    page.get_by_role("link", name="mock-small", exact=True).click()  # drill down to one model
+    expect(page.locator("#drill")).to_contain_text("mock-small")
+    expect(page.locator("#total-requests")).to_have_text("120")
+    expect(page.locator("#tz")).to_have_value("Australia/Adelaide")
+    assert_charts_drawn(page)
     assert errors == []
 
 
@@ -109,7 +115,7 @@ def test_staff_see_the_platform_dashboard_with_every_tenants_traffic(live_server
     page.goto(f"{live_server.url}/staff/analytics/?range=day&tz=UTC")
     expect(page.get_by_role("heading", name="Platform analytics")).to_be_visible()
     expect(page.locator("#total-requests")).to_have_text("612")
-    expect(page.get_by_role("link", name="Globex App")).to_be_visible()
+    expect(page.get_by_role("link", name="Globex App", exact=True)).to_be_visible()
     assert_charts_drawn(page)
     screenshot(page, "analytics-staff-dashboard")
     assert errors == []
