@@ -178,6 +178,15 @@ class VersionForm(forms.Form):
         return {name: self.cleaned_data[name] for name in VERSION_POLICY_FIELDS if name in self.cleaned_data}
 
 
+class VersionUpdateForm(VersionForm):
+    """A version's targets, policy and document; its name and base path stay (clients call them)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["version"]
+        del self.fields["base_path"]
+
+
 class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan

@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.forms import DecisionForm, DeprecateForm, PlanForm, ProviderApiForm, VersionForm
+from portal.forms import DecisionForm, DeprecateForm, PlanForm, ProviderApiForm, VersionForm, VersionUpdateForm
 from portal.models import Api, ApiVersion, Subscription, SubscriptionState
 from portal.services import lifecycle, provider, subscriptions
 from portal.services.errors import NotFound, ServiceError
@@ -114,6 +114,40 @@ def version_create(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"Version {version.version} created as a draft.")
             return redirect("provider_api", slug=api.slug)
     return _api_page(request, api, version_form=form)
+
+
+@login_required
+def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Change a version's upstream targets, policy or OpenAPI document."""
+    api = _api(request, slug)
+    version = _version(api, pk)
+    initial = {
+        "targets": "\n".join(f"{t.url} {t.weight}" for t in version.targets.all()),
+        **{name: getattr(version, name) for name in ("connect_timeout_ms", "read_timeout_ms", "total_timeout_ms")},
+        "retries": version.retries,
+        "cache_ttl_seconds": version.cache_ttl_seconds,
+    }
+    form = VersionUpdateForm(request.POST or None, request.FILES or None, initial=initial)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                provider.update_version(
+                    version,
+                    actor=request.user,
+                    targets=form.cleaned_data["targets"],
+                    openapi=form.cleaned_data["openapi"],
+                    **form.policy(),
+                )
+            except ServiceError as error:
+                form.add_error(None, error.message)
+            else:
+                messages.success(request, f"Version {version.version} saved.")
+                return redirect("provider_api", slug=api.slug)
+        status = 400
+    return render(
+        request, "portal/provider/version.html", {"api": api, "version": version, "form": form}, status=status
+    )
 
 
 @login_required

@@ -9,5 +9,6 @@ urlpatterns = [
     path("apis/<slug:slug>/", provider.api_detail, name="provider_api"),
     path("apis/<slug:slug>/versions/", provider.version_create, name="provider_version_create"),
     path("apis/<slug:slug>/plans/", provider.plan_create, name="provider_plan_create"),
+    path("apis/<slug:slug>/versions/<int:pk>/edit/", provider.version_edit, name="provider_version_edit"),
     path("apis/<slug:slug>/versions/<int:pk>/<str:move>/", provider.version_move, name="provider_version_move"),
 ]

@@ -160,3 +160,41 @@ def test_the_owning_team_decides_requests_and_others_get_404(client, alice, char
     assert client.post(f"/provider/requests/{sub.pk}/approve/", {"reason": "Welcome"}).status_code == 302
     sub.refresh_from_db()
     assert sub.state == SubscriptionState.APPROVED and sub.decided_by == alice
+
+
+def test_an_owner_edits_a_published_version_and_the_gateway_hears_of_it(
+    client, alice, acme_api, staff, settings, django_capture_on_commit_callbacks
+):
+    from portal.services import config_signal
+
+    version = provider.create_version(
+        acme_api, actor=staff, version="v1", base_path="/acme-maps/v1", targets=[TargetSpec("http://127.0.0.1:9")]
+    )
+    lifecycle.publish_version(version, staff)
+    login(client, alice)
+    page = client.get(f"/provider/apis/acme-maps/versions/{version.pk}/edit/").content.decode()
+    assert "http://127.0.0.1:9 100" in page
+    edit = {key: value for key, value in version_post().items() if key not in ("version", "base_path")}
+    refused = client.post(f"/provider/apis/acme-maps/versions/{version.pk}/edit/", edit)
+    assert refused.status_code == 400 and "loopback" in refused.content.decode()
+    settings.PORTICO_UPSTREAM_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    before = config_signal.current_config_version()
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = client.post(f"/provider/apis/acme-maps/versions/{version.pk}/edit/", edit)
+    assert saved.status_code == 302
+    assert config_signal.current_config_version() == before + 1
+    version.refresh_from_db()
+    assert [(t.url, t.weight) for t in version.targets.all()] == [
+        ("http://127.0.0.1:9", 3),
+        ("http://127.0.0.2:9", 100),
+    ]
+    assert version.retries == 2 and version.base_path == "/acme-maps/v1"
+
+
+def test_another_team_cannot_open_the_edit_page(client, acme_api, charlie, globex, staff):
+    version = provider.create_version(
+        acme_api, actor=staff, version="v1", base_path="/acme-maps/v1", targets=[TargetSpec("http://127.0.0.1:9")]
+    )
+    login(client, charlie)
+    assert client.get(f"/provider/apis/acme-maps/versions/{version.pk}/edit/").status_code == 404
+    assert client.post(f"/provider/apis/acme-maps/versions/{version.pk}/edit/", {"targets": "x"}).status_code == 404
