@@ -156,43 +156,24 @@ class AiCall(Call):
 
     # -- the pipeline ---------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def steps(self) -> None:
         try:
-            try:
-                await self.authenticate()
-                if self.endpoint == "models":
-                    await self.answer_models()
-                    return
-                await self.read_body()
-                self.parse()
-                self.route_model()
-                self.authorize()
-                await self.admit()
-                self.apply_policy()
-                await self.reserve_budget()
-                if await self.answer_from_cache():
-                    return
-                await self.call_provider()
-            finally:
-                await self.reconcile_budget()
-        except Refusal as refusal:
-            await self.refuse(refusal)
-        except InvalidRequest as invalid:
-            await self.refuse(Refusal(400, invalid.code, invalid.message), param=invalid.param)
-        except ClientGone:
-            self.record.status = 499
-            self.record.error_code = "client_disconnected"
-        except ResponseAborted:
-            raise
-        except Exception:
-            log.exception("unexpected error on %s %s", self.method, self.record.path)
-            self.record.error_code = self.record.error_code or "internal_error"
-            if self.responded:
-                raise ResponseAborted("internal_error") from None
-            await self.refuse(Refusal(500, "internal_error", "The gateway failed; this is logged."))
+            await self.authenticate()
+            if self.endpoint == "models":
+                await self.answer_models()
+                return
+            await self.read_body()
+            self.parse()
+            self.route_model()
+            self.authorize()
+            await self.admit()
+            self.apply_policy()
+            await self.reserve_budget()
+            if await self.answer_from_cache():
+                return
+            await self.call_provider()
         finally:
-            if not self.recorded:
-                self.record_call()
+            await self.reconcile_budget()
 
     async def answer_models(self) -> None:
         """The aliases the key's application is subscribed to, in the client's format."""
@@ -234,11 +215,14 @@ class AiCall(Call):
 
     def parse(self) -> None:
         """The client's body as the canonical request (InvalidRequest: a 400 naming the field)."""
-        if self.endpoint == "embeddings":
-            self.request = self.format.parse_embeddings(self.body)  # type: ignore[attr-defined]
-        else:
-            self.request = self.format.parse_chat(self.body)
-            self.stream = self.request.get("stream") is True
+        try:
+            if self.endpoint == "embeddings":
+                self.request = self.format.parse_embeddings(self.body)  # type: ignore[attr-defined]
+            else:
+                self.request = self.format.parse_chat(self.body)
+        except InvalidRequest as invalid:
+            raise Refusal(400, invalid.code, invalid.message, param=invalid.param) from None
+        self.stream = self.request.get("stream") is True
 
     def route_model(self) -> None:
         alias = self.request.get("model")
@@ -684,14 +668,14 @@ class AiCall(Call):
 
     # -- refusals in the client's format ----------------------------------------------------
 
-    async def refuse(self, refusal: Refusal, param: str | None = None) -> None:
+    async def refuse(self, refusal: Refusal) -> None:
         record = self.record
         record.status = refusal.status
         record.error_code = record.error_code or refusal.code
         if self.responded:
             raise ResponseAborted(refusal.code)
         kind = KIND_OF_STATUS.get(refusal.status, "internal")
-        body = self.format.error_body(kind, refusal.message, param=param, code=refusal.code)
+        body = self.format.error_body(kind, refusal.message, param=refusal.param, code=refusal.code)
         record.bytes_out = len(body)
         headers = [
             JSON_TYPE,

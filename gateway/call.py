@@ -133,23 +133,9 @@ class Call:
     # -- the pipeline ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        """The steps, and what every kind of call does when one fails."""
         try:
-            if self.is_preflight():
-                await self.answer_preflight()
-                return
-            self.route_request()
-            await self.authenticate()
-            self.authorize()
-            await self.admit()
-            self.check_body()
-            if self.route.cache_ttl and await self.answer_from_cache():  # type: ignore[union-attr]
-                return
-            response, state, balancer = await self.proxy()
-            try:
-                await self.relay(response, state, balancer)
-            finally:
-                state.active -= 1
-                response.release()
+            await self.steps()
         except Refusal as refusal:
             await self.refuse(refusal)
         except ClientGone:
@@ -166,6 +152,24 @@ class Call:
         finally:
             if not self.recorded:
                 self.record_call()
+
+    async def steps(self) -> None:
+        if self.is_preflight():
+            await self.answer_preflight()
+            return
+        self.route_request()
+        await self.authenticate()
+        self.authorize()
+        await self.admit()
+        self.check_body()
+        if self.route.cache_ttl and await self.answer_from_cache():  # type: ignore[union-attr]
+            return
+        response, state, balancer = await self.proxy()
+        try:
+            await self.relay(response, state, balancer)
+        finally:
+            state.active -= 1
+            response.release()
 
     def is_preflight(self) -> bool:
         origin = self.fields.get(b"origin")

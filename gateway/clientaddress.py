@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from gateway.networks import NetworkSet
 from gateway.settings import Network
 
 # (the client's address: keys the failed-key limiter, recorded in the call log;
@@ -20,24 +21,10 @@ ClientAddress = tuple[str, bytes]
 
 class ClientAddressResolver:
     def __init__(self, trusted_proxies: tuple[Network, ...]):
-        self._trusted = trusted_proxies
-        self._verdicts: dict[str, bool] = {}  # peer address -> trusted; peers are few
-
-    def _is_trusted(self, address: str) -> bool:
-        verdict = self._verdicts.get(address)
-        if verdict is None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                return False
-            verdict = any(ip in network for network in self._trusted)
-            if len(self._verdicts) > 10_000:  # a chain's addresses are the client's to choose
-                self._verdicts.clear()
-            self._verdicts[address] = verdict
-        return verdict
+        self._trusted = NetworkSet(trusted_proxies)
 
     def resolve(self, peer: str, x_forwarded_for: bytes | None) -> ClientAddress:
-        if not self._trusted or not self._is_trusted(peer):
+        if not self._trusted or peer not in self._trusted:
             return peer, peer.encode()
         if not x_forwarded_for:
             return peer, peer.encode()
@@ -49,6 +36,6 @@ class ClientAddressResolver:
             except ValueError:
                 break  # garbage in the chain: believe nothing to its left
             client = hop
-            if not self._is_trusted(hop):
+            if hop not in self._trusted:
                 break
         return client, x_forwarded_for + b", " + peer.encode()

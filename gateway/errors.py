@@ -18,12 +18,15 @@ class Refusal(Exception):
     """The gateway answers the request itself: raised by any step, answered in one place
     (``Call.refuse``). ``headers`` are added to the answer (Retry-After, WWW-Authenticate)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: Headers | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, headers: Headers | None = None, *, param: str | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or []
+        self.param = param  # the request field at fault, where a format can say (OpenAI's ``param``)
 
 
 class ResponseAborted(Exception):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.errors import Send, error_body, send_json
+from gateway.networks import NetworkSet
 from gateway.settings import GatewaySettings
 from gateway.snapshot import EMPTY
 
@@ -75,22 +75,11 @@ class OpsAccess:
     """Who may read readiness and metrics."""
 
     def __init__(self, settings: GatewaySettings):
-        self._allow = settings.ops_allow
+        self._allow = NetworkSet(settings.ops_allow)
         self._token = settings.ops_token.encode()
-        self._verdicts: dict[str, bool] = {}
 
     def peer_allowed(self, peer: str) -> bool:
-        verdict = self._verdicts.get(peer)
-        if verdict is None:
-            try:
-                ip = ipaddress.ip_address(peer)
-            except ValueError:
-                return False
-            verdict = any(ip in network for network in self._allow)
-            if len(self._verdicts) > 10_000:
-                self._verdicts.clear()
-            self._verdicts[peer] = verdict
-        return verdict
+        return peer in self._allow
 
     def token_presented(self, authorization: bytes | None) -> bool:
         if not self._token or not authorization or authorization[:7].lower() != b"bearer ":
