@@ -30,7 +30,7 @@ from portal.models import Api, ApiVersion, Plan, Role, Subscription, Subscriptio
 from portal.models.catalog import ApiKind, UpstreamTarget
 from portal.services import audit
 from portal.services.config_signal import publish_config_change
-from portal.services.errors import InvalidInput
+from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import is_staff, require_api_manager, require_team_manager
 
 MAX_OPENAPI_BYTES = 1024 * 1024
@@ -90,8 +90,6 @@ def managed_apis(actor: Any) -> QuerySet[Api]:
 
 
 def managed_api(actor: Any, slug: str) -> Api:
-    from portal.services.errors import NotFound
-
     api = managed_apis(actor).filter(slug=slug).first()
     if api is None:
         raise NotFound("No such API among your team's APIs.")
