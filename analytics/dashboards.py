@@ -226,32 +226,35 @@ _SUMS = {
 }
 
 
-def _top(rows: QuerySet[Rollup], dimension: str, names: Mapping[Any, str]) -> list[dict[str, Any]]:
-    found = (
-        rows.exclude(**{f"{dimension}__isnull": True})
-        .exclude(**({f"{dimension}": ""} if dimension == "model" else {}))
-        .values(dimension)
-        .annotate(**_SUMS)
-        .order_by("-requests", dimension)[:TOP]
-    )
-    top = []
-    for row in found:
+def _top(combos: list[dict[str, Any]], dimension: str, names: Mapping[Any, str]) -> list[dict[str, Any]]:
+    """The TOP values of ``dimension`` by requests, from the per-combination sums."""
+    found: dict[Any, dict[str, Any]] = {}
+    for row in combos:
         key = row[dimension]
-        requests = row["requests"] or 0
-        errors = (row["errors_4xx"] or 0) + (row["errors_5xx"] or 0)
-        top.append(
-            {
-                "id": key,
-                "name": names.get(key, f"#{key}") if dimension != "model" else key,
-                "requests": requests,
-                "errors": errors,
-                "error_rate": errors / requests if requests else None,
-                "tokens": (row["tokens_in"] or 0) + (row["tokens_out"] or 0),
-                "cost": _money(row["cost"]),
-            }
-        )
-    return top
+        if key is None or key == "":
+            continue
+        into = found.setdefault(key, {"requests": 0, "errors": 0, "tokens": 0, "cost": None})
+        into["requests"] += row["requests"] or 0
+        into["errors"] += (row["errors_4xx"] or 0) + (row["errors_5xx"] or 0)
+        into["tokens"] += (row["tokens_in"] or 0) + (row["tokens_out"] or 0)
+        if row["cost"] is not None:
+            into["cost"] = (into["cost"] or Decimal(0)) + Decimal(row["cost"])
+    ranked = sorted(found.items(), key=lambda item: (-item[1]["requests"], str(item[0])))[:TOP]
+    return [
+        {
+            "id": key,
+            "name": names.get(key, f"#{key}") if dimension != "model" else key,
+            "requests": sums["requests"],
+            "errors": sums["errors"],
+            "error_rate": sums["errors"] / sums["requests"] if sums["requests"] else None,
+            "tokens": sums["tokens"],
+            "cost": _money(sums["cost"]),
+        }
+        for key, sums in ranked
+    ]
 
+
+_COMBO = ("api_id", "version_id", "application_id", "model", "status_class")
 
 _HISTOGRAM_SQL = {
     # One row per (bucket, histogram index) of the chosen rollups: the merge is done by the
@@ -345,20 +348,22 @@ def dashboard(
             }
         )
 
-    mix = {
-        STATUS_CLASSES.get(row["status_class"], "other"): row["n"] or 0
-        for row in rows.values("status_class").annotate(n=Sum("requests")).order_by("status_class")
-    }
+    # One GROUP BY over the dimensions serves the status mix, the top lists and their names.
+    combos = list(rows.values(*_COMBO).annotate(**_SUMS).order_by())
+    mix: dict[str, int] = {}
+    for row in sorted(combos, key=lambda row: row["status_class"]):
+        name = STATUS_CLASSES.get(row["status_class"], "other")
+        mix[name] = mix.get(name, 0) + (row["requests"] or 0)
 
-    api_ids = set(rows.values_list("api_id", flat=True).distinct().order_by())
-    api_names = dict(Api.objects.filter(pk__in=[i for i in api_ids if i is not None]).values_list("pk", "name"))
+    def ids(name: str) -> list[int]:
+        return sorted({row[name] for row in combos if row[name] is not None})
+
+    api_names = dict(Api.objects.filter(pk__in=ids("api_id")).values_list("pk", "name"))
     apps = Application.objects.all() if tenant is None else Application.objects.filter(tenant=tenant)
-    app_ids = set(rows.values_list("application_id", flat=True).distinct().order_by())
-    app_names = dict(apps.filter(pk__in=[i for i in app_ids if i is not None]).values_list("pk", "name"))
-    version_ids = set(rows.values_list("version_id", flat=True).distinct().order_by())
+    app_names = dict(apps.filter(pk__in=ids("application_id")).values_list("pk", "name"))
     version_names = {
         pk: f"{api} {version}"
-        for pk, api, version in ApiVersion.objects.filter(pk__in=[i for i in version_ids if i is not None]).values_list(
+        for pk, api, version in ApiVersion.objects.filter(pk__in=ids("version_id")).values_list(
             "pk", "api__name", "version"
         )
     }
@@ -377,8 +382,8 @@ def dashboard(
         "series": points,
         "status_mix": mix,
         "drill": {name: labels[name] or f"#{value}" for name, value in drill.filters().items()},
-        "top_apis": _top(rows, "api_id", api_names),
-        "top_versions": _top(rows, "version_id", version_names),
-        "top_applications": _top(rows, "application_id", app_names),
-        "top_models": _top(rows, "model", {}),
+        "top_apis": _top(combos, "api_id", api_names),
+        "top_versions": _top(combos, "version_id", version_names),
+        "top_applications": _top(combos, "application_id", app_names),
+        "top_models": _top(combos, "model", {}),
     }
