@@ -61,6 +61,7 @@ KIND_OF_STATUS = {
     401: "authentication",
     403: "permission",
     404: "not_found",
+    405: "invalid_request",
     408: "timeout",
     410: "not_found",
     413: "request_too_large",
@@ -158,6 +159,11 @@ class AiCall(Call):
 
     async def steps(self) -> None:
         try:
+            expected = "GET" if self.endpoint == "models" else "POST"
+            if self.method != expected:
+                raise Refusal(
+                    405, "method_not_allowed", f"Use {expected} on this endpoint.", [(b"allow", expected.encode())]
+                )
             await self.authenticate()
             if self.endpoint == "models":
                 await self.answer_models()
@@ -555,16 +561,22 @@ class AiCall(Call):
         await self.start_stream()
         sent = 0
 
-        async def emit(batch: list[Json]) -> None:
+        async def write(batch: list[Json]) -> None:
+            """Chunks as the client sees them (PII already restored), in its format."""
             nonlocal sent
+            for chunk in batch:
+                out = encoder.chunk(chunk)
+                if out:  # an empty chunk would end a chunked answer
+                    sent += len(out)
+                    await self.send({"type": "http.response.body", "body": out, "more_body": True})
+
+        async def emit(batch: list[Json]) -> None:
+            """Chunks as the provider sent them: kept for the cache and capture, counted."""
             for chunk in batch:
                 if kept is not None:
                     kept.append(chunk)
                 counter.feed_chunk(chunk)
-                out = encoder.chunk(restorer.feed(chunk) if restorer is not None else chunk)
-                if out:  # an empty chunk would end a chunked answer
-                    sent += len(out)
-                    await self.send({"type": "http.response.body", "body": out, "more_body": True})
+            await write([restorer.feed(chunk) for chunk in batch] if restorer is not None else batch)
 
         try:
             await emit(pending)
@@ -587,6 +599,8 @@ class AiCall(Call):
                 else ProviderError("timeout" if isinstance(failure, TimeoutError) else "server", str(failure))
             )
             self.record.error_code = "upstream_stream_broken"
+            if restorer is not None:  # text held back for a possible placeholder goes out first
+                await write(restorer.flush())
             self.note_usage(decoder.usage, None, streamed_tokens=counter.tokens)
             out = encoder.error(error.kind, f"The provider's stream broke off: {error.message}")
             self.record.bytes_out = sent + len(out)
@@ -594,7 +608,7 @@ class AiCall(Call):
             self.stream_failure = error
             return None
         if restorer is not None:
-            await emit_restored(self, encoder, restorer.flush())
+            await write(restorer.flush())
         self.note_usage(decoder.usage, None, streamed_tokens=counter.tokens)
         tail = encoder.finish(self.usage)
         self.record.bytes_out = sent + len(tail)
@@ -688,10 +702,3 @@ class AiCall(Call):
             headers.append((b"www-authenticate", b'Bearer realm="portico"'))
         await self.start_response(refusal.status, headers)
         await self.finish(b"" if self.method == "HEAD" else body)
-
-
-async def emit_restored(call: AiCall, encoder: StreamEncoder, chunks: list[Json]) -> None:
-    for chunk in chunks:
-        out = encoder.chunk(chunk)
-        if out:
-            await call.send({"type": "http.response.body", "body": out, "more_body": True})

@@ -12,6 +12,7 @@ import httpx2 as httpx
 import openai
 import pydantic
 import pytest
+import requests
 
 from llm.mock_provider.answers import embedding
 from portal.services import lifecycle
@@ -238,6 +239,19 @@ def test_an_unknown_alias_raises_not_found(ai_route):
     with pytest.raises(openai.NotFoundError) as raised:
         route.openai().chat.completions.create(model="no-such-alias", messages=user("hi"))
     assert raised.value.code == "model_not_found"
+
+
+def test_a_wrong_method_on_an_llm_endpoint_is_refused_with_405_in_the_clients_format(ai_route):
+    route = ai_route()
+    headers = {"Authorization": f"Bearer {route.key}"}
+    base = route.openai_base_url
+    for method, path in [("GET", "/chat/completions"), ("DELETE", "/embeddings"), ("POST", "/models")]:
+        answer = requests.request(method, base + path, headers=headers, timeout=10)
+        assert answer.status_code == 405, (method, path)
+        assert answer.json()["error"]["code"] == "method_not_allowed"
+        assert answer.headers["allow"] in ("GET", "POST")
+    answer = requests.get(route.anthropic_base_url + "/v1/messages", headers=headers, timeout=10)
+    assert answer.status_code == 405 and answer.json()["type"] == "error"
 
 
 def test_an_invalid_body_and_a_providers_own_400_raise_bad_request_without_fallback(ai_route, mock_llm):
