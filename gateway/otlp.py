@@ -1,0 +1,153 @@
+"""Spans of sampled calls, exported with OpenTelemetry over OTLP/HTTP (protobuf).
+
+Imported only when an endpoint is configured (``GatewaySettings.otlp_endpoint``): without
+one, the gateway never loads the OpenTelemetry SDK. With one, a call whose trace is sampled
+(``tracing.py``) stamps the start of each step (``Call.marks``: a ``perf_counter_ns`` and a
+list append); after its answer has left, ``SpanExport.export`` turns the stamps into
+``ReadableSpan`` objects and hands them to a ``BatchSpanProcessor``, whose own thread
+encodes and posts them. The event loop never waits on the collector: when the processor's
+queue is full (a collector that is down or slow), spans are dropped, and the SDK logs it.
+
+The spans: the call (kind SERVER, the gateway's span id, the one sent upstream in
+``traceparent``, under the client's parent span when there was one), and one INTERNAL child
+per step, each from its stamp to the next (the last to the call's end). No span carries a
+key, a body, a query string or the path past the route's base path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from gateway.callrecord import AiCallRecord
+
+if TYPE_CHECKING:
+    from gateway.call import Call
+
+log = logging.getLogger("portico.gateway.tracing")
+
+SERVICE_NAME = "portico-gateway"
+
+
+class SpanExport:
+    """One per worker, made at start-up (after the fork: the processor owns a thread)."""
+
+    def __init__(self, endpoint: str) -> None:
+        # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME; ours names
+        # the service unless the operator chose another name.
+        attributes: dict[str, Any] = {"service.instance.id": f"{socket.gethostname()}-{os.getpid()}"}
+        if not os.environ.get("OTEL_SERVICE_NAME"):
+            attributes["service.name"] = SERVICE_NAME
+        self.resource = Resource.create(attributes)
+        self.scope = InstrumentationScope("portico.gateway")
+        # The exporter reads OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT, _COMPRESSION and
+        # the TLS files; the processor OTEL_BSP_* (queue size, delay, batch size).
+        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+
+    def export(self, call: Call) -> None:
+        """Build the call's spans and queue them; never raises into the request."""
+        try:
+            for span in self.spans(call, time.perf_counter_ns(), time.time_ns()):
+                self.processor.on_end(span)
+        except Exception:
+            log.exception("could not export the spans of request %s", call.record.request_id)
+
+    def spans(self, call: Call, now_ns: int, epoch_now_ns: int) -> list[ReadableSpan]:
+        record = call.record
+        trace_id = int(call.trace_id, 16)
+        flags = TraceFlags(call.trace_flags & 0xFF)
+        context = SpanContext(trace_id, int(call.span_id, 16), False, flags)
+        parent = SpanContext(trace_id, int(call.parent_id, 16), True, flags) if call.parent_id else None
+        # perf_counter for durations (monotonic), the wall clock once for where they sit.
+        offset = epoch_now_ns - now_ns
+        started = int(call.started * 1e9)
+        path = call.span_path()
+        attributes: dict[str, Any] = {
+            "http.request.method": call.method,
+            "http.response.status_code": record.status,
+            "portico.request_id": record.request_id,
+        }
+        if path:
+            attributes["url.path"] = path
+            attributes["http.route"] = path
+        for name, value in (
+            ("portico.api_id", record.api_id),
+            ("portico.version_id", record.version_id),
+            ("portico.tenant_id", record.tenant_id),
+            ("portico.application_id", record.application_id),
+            ("portico.upstream_latency_ms", record.upstream_latency_ms),
+        ):
+            if value is not None:
+                attributes[name] = value
+        if record.cache_hit:
+            attributes["portico.cache_hit"] = True
+        if record.error_code:
+            attributes["error.type"] = record.error_code
+        if isinstance(record, AiCallRecord):
+            _ai_attributes(record, attributes)
+        failed = record.status >= 500
+        status = Status(StatusCode.ERROR, record.error_code or None) if failed else Status(StatusCode.UNSET)
+        call_span = ReadableSpan(
+            f"{call.method} {path}" if path else call.method,
+            context,
+            parent,
+            self.resource,
+            attributes,
+            kind=SpanKind.SERVER,
+            status=status,
+            start_time=started + offset,
+            end_time=now_ns + offset,
+            instrumentation_scope=self.scope,
+        )
+        spans = [call_span]
+        marks = call.marks or []
+        for index, (name, at, extra) in enumerate(marks):
+            end = marks[index + 1][1] if index + 1 < len(marks) else now_ns
+            step_attributes: dict[str, Any] = dict(extra) if extra else {}
+            last = index + 1 == len(marks)
+            if last and record.error_code:
+                step_attributes["error.type"] = record.error_code  # where the call ended
+            spans.append(
+                ReadableSpan(
+                    name,
+                    SpanContext(trace_id, getrandbits(64) or 1, False, flags),
+                    context,
+                    self.resource,
+                    step_attributes,
+                    kind=SpanKind.CLIENT if name in ("upstream", "provider") else SpanKind.INTERNAL,
+                    status=status if last else Status(StatusCode.UNSET),
+                    start_time=at + offset,
+                    end_time=end + offset,
+                    instrumentation_scope=self.scope,
+                )
+            )
+        return spans
+
+    def shutdown(self) -> None:
+        """Export what is queued, then stop the processor's thread (blocking: call it off the loop)."""
+        self.processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _ai_attributes(record: AiCallRecord, attributes: dict[str, Any]) -> None:
+    for name, value in (
+        ("gen_ai.request.model", record.model),
+        ("gen_ai.system", record.provider),
+        ("gen_ai.response.model", record.upstream_model),
+        ("gen_ai.usage.input_tokens", record.tokens_in),
+        ("gen_ai.usage.output_tokens", record.tokens_out),
+    ):
+        if value:
+            attributes[name] = value
+    if record.fallbacks:
+        attributes["portico.fallbacks"] = record.fallbacks
