@@ -174,7 +174,9 @@ class UpstreamProxy:
             target = state.target
             state.active += 1
             try:
-                response = await self.pool_for(target).request(
+                # Inline, not pool_for(): one attribute test per request for ordinary targets.
+                pool = self.checked_pool if target.requires_public_address else self.pool
+                response = await pool.request(
                     target.pool_key,
                     upstream_head(call, target),
                     call.body_chunks() if call.has_body else None,
