@@ -83,6 +83,7 @@ class Tag(models.Model):
 class ApiKind(models.TextChoices):
     REST = "rest", "REST: versions route by base path to upstream targets"
     AI = "ai", "AI: versions publish LLM model routes (llm.ModelRoute) on the gateway's /v1 endpoints"
+    PROMPT = "prompt", "Prompt: each version is a prompt template on a model route (llm.PromptVersion), served as JSON"
 
 
 class Api(models.Model):
@@ -114,6 +115,10 @@ class Api(models.Model):
     @property
     def is_ai(self) -> bool:
         return self.kind == ApiKind.AI
+
+    @property
+    def is_prompt(self) -> bool:
+        return self.kind == ApiKind.PROMPT
 
     def clean(self) -> None:
         if self.pk is None or self.kind == ApiKind.AI:
