@@ -40,7 +40,7 @@ from tests.llm import factories as llm_factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES_PER_OPERATION = 8
+EXAMPLES_PER_OPERATION = 6
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
