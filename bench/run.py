@@ -176,9 +176,12 @@ def report(results: dict, summary: dict, *, connections: int, rounds: int, secon
         )
         cpu = tracing["cpu_us_per_request"]
         by_round = ", ".join(f"{r:.3f}" for r in tracing["cpu_ratio_by_round"])
+        equivalent = 1 / tracing["cpu_ratio_median"]
+        verdict = "PASS" if equivalent >= TARGET_TRACING_RATIO else "FAIL"
         lines.append(
             f"gateway workers' CPU per request: {cpu['portico']:.1f} us without, {cpu[TRACED]:.1f} us with span "
-            f"export: {tracing['cpu_ratio_median']:.3f}x, median of rounds {by_round}"
+            f"export: {tracing['cpu_ratio_median']:.3f}x, median of rounds {by_round}; as requests/s of a "
+            f"CPU-bound worker: {equivalent:.3f}x (target >= {TARGET_TRACING_RATIO:.2f}x: {verdict})"
         )
     return "\n".join(lines)
 
