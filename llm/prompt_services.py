@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from llm.models import ModelRoute, OutputMode, PromptApi, PromptVersion
-from llm.prompt_rules import check_schema, template_variables
+from llm.prompt_rules import check_schema, template_errors, template_variables
 from portal.models import Api, ApiVersion, Tenant, VersionState
 from portal.models.catalog import ApiKind
 from portal.services import audit
@@ -115,7 +115,7 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
     if mode == OutputMode.JSON:
         if not output_schema:
             errors["output_schema"] = ["JSON output needs an output schema the answer must satisfy."]
-        elif problems := check_schema(output_schema):
+        elif problems := check_schema(output_schema, require_object=False):
             errors["output_schema"] = list(problems)
     elif output_schema:
         errors["output_schema"] = ["An output schema applies to JSON output only; empty it or choose JSON."]
@@ -125,17 +125,12 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
     template = fields.get("user_template") or ""
     if not template.strip():
         errors["user_template"] = ["The user template is required."]
-    if "input_schema" not in errors and isinstance(input_schema, dict):
-        properties = input_schema.get("properties")
-        names = set(properties) if isinstance(properties, dict) else set()
-        for field in ("system_prompt", "user_template"):
-            unknown = [v for v in template_variables(fields.get(field) or "") if v not in names]
-            if unknown:
-                errors.setdefault(field, []).append(
-                    "Placeholders must name input schema properties; unknown: "
-                    + ", ".join("{{" + v + "}}" for v in unknown)
-                    + "."
-                )
+    if "input_schema" not in errors and (problems := template_errors(template, input_schema)):
+        errors.setdefault("user_template", []).extend(problems)
+    if template_variables(fields.get("system_prompt") or ""):
+        # The system prompt is sent as written (llm.prompts.render): the client's values go
+        # into the user message only, never into the instructions.
+        errors["system_prompt"] = ["The system prompt takes no placeholders; put {{variables}} in the user template."]
     return errors
 
 

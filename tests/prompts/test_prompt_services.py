@@ -54,7 +54,8 @@ def test_staff_may_create_for_any_team(staff, acme, route):
     ("changes", "field", "words"),
     [
         ({"user_template": "Hi {{nobody}}"}, "user template", "{{nobody}}"),
-        ({"system_prompt": "As {{role}}"}, "system prompt", "{{role}}"),
+        ({"user_template": "{{ text | upper }}"}, "user template", "not a placeholder"),
+        ({"system_prompt": "As {{role}}"}, "system prompt", "no placeholders"),
         ({"input_schema": {"type": "array"}}, "input schema", "object"),
         (
             {"input_schema": {"type": "object", "properties": {"a": {"$ref": "https://evil.example/s.json"}}}},
