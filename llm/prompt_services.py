@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from llm.models import ModelRoute, OutputMode, PromptApi, PromptVersion
-from llm.prompt_rules import check_schema, template_errors, template_variables
+from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, template_variables
 from portal.models import Api, ApiVersion, Tenant, VersionState
 from portal.models.catalog import ApiKind
 from portal.services import audit
@@ -119,9 +119,10 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
             errors["output_schema"] = list(problems)
     elif output_schema:
         errors["output_schema"] = ["An output schema applies to JSON output only; empty it or choose JSON."]
-    if "input_schema" not in errors and "stream" in (input_schema.get("properties") or {}):
+    reserved = sorted(RESERVED_KEYS & set(input_schema.get("properties") or {})) if "input_schema" not in errors else []
+    if reserved:
         # The gateway reads a top-level "stream": true as "answer as an event stream".
-        errors["input_schema"] = ['"stream" is reserved (it asks for a streamed answer); name the property otherwise.']
+        errors["input_schema"] = [f'"{reserved[0]}" is reserved (it steers the call); name the property otherwise.']
     template = fields.get("user_template") or ""
     if not template.strip():
         errors["user_template"] = ["The user template is required."]

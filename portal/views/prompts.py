@@ -10,6 +10,7 @@ of the owning team — is a 404.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -52,6 +53,11 @@ def version_form(api: Api, data: Any = None) -> PromptVersionForm:
         versions=api.versions.filter(prompt__isnull=False).order_by("-created_at"),
         initial={"base_path": f"/{api.slug}/v{api.versions.count() + 1}", "version": f"v{api.versions.count() + 1}"},
     )
+
+
+def _shown(output: Any) -> str:
+    """The playground's output as the API will return it: text as is, JSON as JSON."""
+    return output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False)
 
 
 @login_required
@@ -138,6 +144,7 @@ def _page(
             "draft": draft,
             "playground": playground,
             "result": result,
+            "output_text": _shown(result.output) if result is not None and result.ok else "",
         },
         status=status,
     )
