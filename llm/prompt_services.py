@@ -37,12 +37,14 @@ from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, templ
 from portal.models import Api, ApiVersion, Tenant, VersionState
 from portal.models.catalog import ApiKind
 from portal.services import audit
+from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import require_api_manager, require_team_manager
 
 Actor = AbstractBaseUser | AnonymousUser
 
 API_CREATED = "prompt_api.created"
+API_UPDATED = "prompt_api.updated"
 VERSION_CREATED = "prompt_version.created"
 PROMPT_UPDATED = "prompt.updated"
 
@@ -192,6 +194,27 @@ def create_prompt_api(
         audit.record(actor, API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
         # No published version yet: nothing routable changed, no config signal.
     return api
+
+
+def update_prompt_api(api: Api, *, actor: Actor, **changes: Any) -> Api:
+    """Change a prompt API's name, description or visibility (its slug and team stay)."""
+    unknown = set(changes) - {"name", "description", "visibility"}
+    if unknown:
+        raise InvalidInput(f"Unknown API settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        row = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
+        require_api_manager(actor, row)
+        if row.kind != ApiKind.PROMPT:
+            raise InvalidInput(f"{row.name} is not a prompt API.")
+        changed = [name for name, value in changes.items() if getattr(row, name) != value]
+        for name in changed:
+            setattr(row, name, changes[name].strip() if name == "name" else changes[name])
+        _full_clean(row)
+        row.save()
+        audit.record(actor, API_UPDATED, row, tenant=row.owner, changed=changed)
+        if "visibility" in changed:
+            publish_config_change(f"api {row.pk} visibility changed")  # who may subscribe changes
+    return row
 
 
 def create_prompt_version(
