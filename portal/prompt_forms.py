@@ -113,6 +113,13 @@ class PromptForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["route"].queryset = routes  # type: ignore[attr-defined]
 
+    # Browsers submit a textarea's line breaks as CRLF; the prompt keeps plain newlines.
+    def clean_system_prompt(self) -> str:
+        return str(self.cleaned_data["system_prompt"]).replace("\r\n", "\n")
+
+    def clean_user_template(self) -> str:
+        return str(self.cleaned_data["user_template"]).replace("\r\n", "\n")
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         parsed = [name for name in ("input_schema", "output_schema", "user_template") if name in data]
