@@ -76,7 +76,9 @@ def example_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) 
     if kind is None:
         kind = "object" if "properties" in schema else "string"
     if kind == "object":
-        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            properties = {}
         return {name: example_of(sub, root, depth + 1) for name, sub in properties.items()}
     if kind == "array":
         count = max(1, int(schema.get("minItems") or 0))

@@ -85,6 +85,21 @@ def test_bad_prompts_are_refused_at_save_naming_the_field(alice, acme, route, ch
     assert PromptVersion.objects.get(pk=prompt.pk).input_schema == SENTIMENT_INPUT
 
 
+def test_a_ref_bomb_is_refused(alice, acme, route):
+    # Each definition refers to the previous one twice: 2**30 nodes once expanded.
+    defs = {"d0": {"type": "string"}}
+    for n in range(1, 31):
+        defs[f"d{n}"] = {
+            "type": "array",
+            "items": {"$ref": f"#/$defs/d{n - 1}"},
+            "prefixItems": [{"$ref": f"#/$defs/d{n - 1}"}, {"$ref": f"#/$defs/d{n - 1}"}],
+        }
+    bomb = {"type": "object", "$defs": defs, "properties": {"text": {"$ref": "#/$defs/d30"}}}
+    prompt = sentiment_version(alice, acme, route)
+    with pytest.raises(InvalidInput, match="input schema: The schema expands to more than"):
+        prompt_services.update_prompt(prompt, actor=alice, input_schema=bomb, user_template="{{text}}")
+
+
 def test_deep_schemas_are_refused_without_recursing(alice, acme, route):
     deep: dict = {"type": "string"}
     for _ in range(5000):
