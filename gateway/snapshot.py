@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.limits import PlanLimits
 from gateway.routing import RouteTable
 from llm.canonical import AiConfig
+from llm.prompts import PromptSpec, spec_from_row
 
 if TYPE_CHECKING:
     from portal.models import ApiVersion
@@ -59,6 +60,8 @@ class Route:
     cache_ttl: int
     max_request_bytes: int
     deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # A prompt API's version (llm/prompts.py): requests go to gateway/promptcall.py, not upstream.
+    prompt: PromptSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,18 @@ def _deprecation_headers(version: ApiVersion, portal_url: str) -> tuple[tuple[by
     return tuple(headers)
 
 
+def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
+    """The served spec of a prompt API's version (checked: a schema that would not pass the
+    save-time checks is served as ``broken``, answered 503), or None without a prompt row."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        row = version.prompt  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return None
+    return spec_from_row(row, row.route.alias, version_id=version.pk)
+
+
 def build_snapshot(config_version: int) -> Snapshot:
     """Read the routable configuration from the database. Runs in a worker thread."""
     _setup_django()
@@ -131,12 +146,16 @@ def build_snapshot(config_version: int) -> Snapshot:
         routes = []
         versions = (
             ApiVersion.objects.filter(
-                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED], api__kind="rest"
+                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED],
+                api__kind__in=["rest", "prompt"],
             )
-            .select_related("api")
+            .select_related("api", "prompt__route")
             .prefetch_related("targets")
         )
         for v in versions:
+            prompt = _prompt_spec(v) if v.api.kind == "prompt" else None
+            if v.api.kind == "prompt" and (prompt is None or not v.base_path):
+                continue  # a prompt API version without its prompt: nothing to serve
             targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
             routes.append(
                 Route(
@@ -155,6 +174,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                     cache_ttl=v.cache_ttl_seconds,
                     max_request_bytes=v.max_request_bytes,
                     deprecation_headers=_deprecation_headers(v, portal_url),
+                    prompt=prompt,
                 )
             )
         keys = {
