@@ -6,6 +6,7 @@ against the PROMPT API."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from decimal import Decimal
 
@@ -245,3 +246,35 @@ def test_a_broken_model_route_is_503_not_500(ai_route, gateway):
     gateway.wait_for_config()
     response = post(gateway, built)
     assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"
+
+
+def test_the_model_routes_cache_and_pii_policy_apply(ai_route, gateway, mock_llm, call_record):
+    model = model_route(ai_route, cache_ttl_seconds=60, pii_mode="block")
+    built = prompt_api(ai_route, model)
+    gateway.wait_for_config()
+    first = post(gateway, built)
+    second = post(gateway, built)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-cache"] == "MISS" and second.headers["x-cache"] == "HIT"
+    assert second.json()["output"] == first.json()["output"] and second.json()["usage"]["cost_usd"] == 0
+    assert len(mock_llm.requests(kind="openai")) == 1
+    assert call_record(second.headers["x-request-id"])["cache_hit"] is True
+    blocked = post(gateway, built, {"text": "mail me at jane@example.com", "language": "en"})
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_blocked"
+    assert len(mock_llm.requests(kind="openai")) == 1
+
+
+def test_a_stored_schema_that_bypassed_the_checks_is_503_and_nothing_is_fetched(ai_route, gateway, mock_llm):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    schema = {"type": "object", "properties": {"text": {"$ref": f"http://127.0.0.1:{port}/s.json"}}}
+    built = built_api(ai_route, input_schema=schema, user_template="{{text}}")
+    response = post(gateway, built, {"text": "hi"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "prompt_unavailable"
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    assert mock_llm.requests(kind="openai") == []
