@@ -18,7 +18,7 @@ from django.utils import timezone
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
 from portal.services import lifecycle
-from tests.llm.conftest import MockLLM, Target
+from tests.llm.conftest import Budget, MockLLM, Target
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -278,3 +278,26 @@ def test_a_stored_schema_that_bypassed_the_checks_is_503_and_nothing_is_fetched(
         listener.accept()
     listener.close()
     assert mock_llm.requests(kind="openai") == []
+
+
+def test_a_stream_broken_by_the_provider_ends_with_an_error_event_and_no_done(ai_route, gateway, mock_llm, call_record):
+    built = built_api(ai_route)
+    mock_llm.faults("stream_error", after_events=2)
+    response = post(gateway, built, {**GOOD, "stream": True}, stream=True)
+    assert response.status_code == 200
+    events = [line[len("data: ") :] for line in response.iter_lines(decode_unicode=True) if line]
+    assert "[DONE]" not in events
+    last = orjson.loads(events[-1])
+    assert last["type"] == "error" and last["error"]["code"].startswith("provider_")
+    record = call_record(response.headers["x-request-id"])
+    assert record["error_code"] == "upstream_stream_broken" and record["api_id"] == built.api.pk
+
+
+def test_token_budgets_of_the_caller_apply(ai_route, gateway):
+    built = built_api(ai_route)
+    ai_route._budgets([Budget(scope="key", requests_per_minute=1)], built.api_key, built.application)
+    gateway.wait_for_config()
+    assert post(gateway, built).status_code == 200
+    refused = post(gateway, built)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"]
