@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
+from portal.models import Subscription
 from portal.services import lifecycle
 from tests.llm.conftest import Budget, MockLLM, Target
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
@@ -49,6 +50,8 @@ def test_valid_input_answers_output_usage_and_model_and_is_logged_to_the_prompt_
     ai_route, gateway, mock_llm, call_record
 ):
     built = built_api(ai_route)
+    # The caller is subscribed to the prompt API only, not to the AI API owning the model route.
+    assert not Subscription.objects.filter(application=built.application, api=built.model.api).exists()
     response = post(gateway, built, {"text": "I love {{language}}", "language": "en"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -301,3 +304,22 @@ def test_token_budgets_of_the_caller_apply(ai_route, gateway):
     refused = post(gateway, built)
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"]
+
+
+def test_without_structured_output_the_schema_goes_in_the_system_prompt_and_is_still_enforced(
+    ai_route, gateway, mock_llm
+):
+    built = built_api(
+        ai_route,
+        targets=[Target(capabilities=("chat",))],
+        output_mode=OutputMode.JSON,
+        output_schema=SENTIMENT_OUTPUT,
+    )
+    response = post(gateway, built)
+    # The mock answers prose when not held to JSON: repaired once, still prose, so 502.
+    assert response.status_code == 502 and response.json()["error"]["code"] == "invalid_model_output"
+    first, second = mock_llm.requests(kind="openai")
+    assert "response_format" not in first["body"]
+    system = first["body"]["messages"][0]["content"]
+    assert system.startswith("You classify sentiment.") and '"enum":["positive","negative","neutral"]' in system
+    assert "not valid JSON" in second["body"]["messages"][-1]["content"]
