@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.limits import PlanLimits
 from gateway.routing import RouteTable
 from llm.canonical import AiConfig
+from llm.prompts import PromptSpec, spec_from_row
 
 if TYPE_CHECKING:
     from portal.models import ApiVersion
@@ -28,16 +29,25 @@ class Target:
     pool_key: tuple[str, str, int]  # (scheme, host, port) for the connection pool
     path_prefix: bytes = b""  # the target URL's own path, prepended to the forwarded path
     host_header: bytes = b""
+    # A team set this target: connect only to an address the peer check passes.
+    requires_public_address: bool = False
 
     @classmethod
-    def from_url(cls, url: str, weight: int) -> Target:
+    def from_url(cls, url: str, weight: int, requires_public_address: bool = False) -> Target:
         parsed = urlsplit(url.rstrip("/"))
         scheme = parsed.scheme or "http"
         port = parsed.port or (443 if scheme == "https" else 80)
         host = parsed.hostname or ""  # never empty: target URLs are validated as http(s) URLs
         default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
         host_header = host if default_port else f"{host}:{port}"
-        return cls(url.rstrip("/"), weight, (scheme, host, port), parsed.path.encode(), host_header.encode())
+        return cls(
+            url.rstrip("/"),
+            weight,
+            (scheme, host, port),
+            parsed.path.encode(),
+            host_header.encode(),
+            requires_public_address,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,8 @@ class Route:
     cache_ttl: int
     max_request_bytes: int
     deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # A prompt API's version (llm/prompts.py): requests go to gateway/promptcall.py, not upstream.
+    prompt: PromptSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,18 @@ def _deprecation_headers(version: ApiVersion, portal_url: str) -> tuple[tuple[by
     return tuple(headers)
 
 
+def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
+    """The served spec of a prompt API's version (checked: a schema that would not pass the
+    save-time checks is served as ``broken``, answered 503), or None without a prompt row."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        row = version.prompt  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return None
+    return spec_from_row(row, row.route.alias, version_id=version.pk)
+
+
 def build_snapshot(config_version: int) -> Snapshot:
     """Read the routable configuration from the database. Runs in a worker thread."""
     _setup_django()
@@ -131,13 +155,19 @@ def build_snapshot(config_version: int) -> Snapshot:
         routes = []
         versions = (
             ApiVersion.objects.filter(
-                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED], api__kind="rest"
+                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED],
+                api__kind__in=["rest", "prompt"],
             )
-            .select_related("api")
+            .select_related("api", "prompt__route")
             .prefetch_related("targets")
         )
         for v in versions:
-            targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
+            prompt = _prompt_spec(v) if v.api.kind == "prompt" else None
+            if v.api.kind == "prompt" and (prompt is None or not v.base_path):
+                continue  # a prompt API version without its prompt: nothing to serve
+            targets = tuple(
+                Target.from_url(t.url, t.weight, t.requires_public_address) for t in v.targets.all() if t.enabled
+            )
             routes.append(
                 Route(
                     api_id=v.api_id,
@@ -155,6 +185,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                     cache_ttl=v.cache_ttl_seconds,
                     max_request_bytes=v.max_request_bytes,
                     deprecation_headers=_deprecation_headers(v, portal_url),
+                    prompt=prompt,
                 )
             )
         keys = {

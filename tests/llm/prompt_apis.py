@@ -71,7 +71,11 @@ class PromptApiBuilt:
 
 
 def model_route(factory: AiRouteFactory, targets: Sequence[Target] = (), **options: Any) -> ModelRouteBuilt:
-    """An AI API (published) with one model route on the mock; no caller is subscribed to it."""
+    """An AI API (published) with one model route on the mock; no caller is subscribed to it.
+    The first one in a test starts from a mock without faults and with an empty log."""
+    if not factory._mock_reset:
+        factory.mock.reset()
+        factory._mock_reset = True
     slug = unique("model-api")
     owner = Tenant.objects.create(name=slug, slug=slug)
     api = Api.objects.create(slug=slug, name=slug, owner=owner, kind=ApiKind.AI)
