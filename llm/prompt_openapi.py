@@ -209,14 +209,19 @@ def build_document(
             "prompt_tokens": {"type": "integer", "minimum": 0},
             "completion_tokens": {"type": "integer", "minimum": 0},
             "total_tokens": {"type": "integer", "minimum": 0},
+            "cost_usd": {"type": "number", "minimum": 0, "description": "Left out when a price is unknown."},
         },
+        "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
     }
     schemas["Answer"] = {
         "type": "object",
         "properties": {
             "output": output,
             "usage": {"$ref": "#/components/schemas/Usage"},
-            "model": {"type": "string", "description": "The upstream model that answered."},
+            "model": {
+                "type": "string",
+                "description": "The model route (alias) that ran the prompt; X-Portico-Model names the upstream model.",
+            },
         },
         "required": ["output", "usage", "model"],
     }
@@ -246,17 +251,27 @@ def build_document(
                     "text/event-stream": {
                         "schema": {
                             "type": "string",
-                            "description": "With stream: data events of output deltas, then a usage event.",
+                            "description": (
+                                'With "stream": true: data events {"type": "delta", "text"}, then '
+                                '{"type": "usage", "usage", "model"}, then [DONE]; a failure after the start is '
+                                '{"type": "error", "error"} and no [DONE].'
+                            ),
                         }
                     },
                 },
             },
+            "400": _error("The body is not JSON, or nests too deeply."),
             "401": _error("No API key, or an unknown, revoked or expired one."),
             "403": _error("The key's application has no approved subscription to this API."),
             "410": _error("This version is retired."),
             "422": _error("The body does not satisfy the input schema.", fields=True),
+            "413": _error("The body is larger than this version accepts."),
             "429": _error("A plan limit, quota or token budget is exhausted (see Retry-After)."),
-            "502": _error("The model failed, or its answer did not satisfy the output schema after one repair."),
+            "502": _error(
+                "The model failed, or its answer did not satisfy the output schema after one repair "
+                "(invalid_model_output, with fields).",
+                fields=True,
+            ),
         },
     }
     document: dict[str, Any] = {
