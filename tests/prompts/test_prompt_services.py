@@ -180,3 +180,15 @@ def test_text_mode_document_types_output_as_a_string(alice, acme, route):
     validate(document)
     assert document["components"]["schemas"]["Answer"]["properties"]["output"]["type"] == "string"
     assert json.dumps(document)  # stored as JSON
+
+
+def test_the_generated_document_cannot_be_replaced_through_the_rest_version_service(alice, acme, route):
+    from portal.services import provider
+
+    version = lifecycle.publish_version(sentiment_version(alice, acme, route).version, alice)
+    with pytest.raises(InvalidInput, match="generated"):
+        provider.update_version(version, actor=alice, openapi={"openapi": "3.0.3", "paths": {}})
+    with pytest.raises(InvalidInput, match="upstream"):
+        provider.update_version(version, actor=alice, targets=[])
+    version.refresh_from_db()
+    assert version.openapi["openapi"] == "3.1.0"
