@@ -102,7 +102,9 @@ def test_the_prompt_page_prefills_the_playground_with_the_generated_example(clie
     assert "I love this product." in html and "&quot;language&quot;: &quot;en&quot;" in html
 
 
-def test_publishing_from_the_page_freezes_the_prompt_and_the_docs_serve_the_document(client, alice, prompt, route):
+def test_publishing_from_the_page_freezes_the_prompt_and_the_docs_serve_the_document(
+    client, alice, charlie, globex, prompt, route
+):
     client.force_login(alice)
     response = client.post(f"/provider/apis/sentiment/versions/{prompt.version_id}/publish/")
     assert response.status_code == 302
@@ -122,6 +124,12 @@ def test_publishing_from_the_page_freezes_the_prompt_and_the_docs_serve_the_docu
     from openapi_spec_validator import validate
 
     validate(document)
+    # The template stays the team's: neither the published document nor the pages show it.
+    assert "Classify the sentiment" not in json.dumps(document) and "Text ({{language}})" not in json.dumps(document)
+    client.force_login(charlie)
+    for url in ("/apis/sentiment/", "/apis/sentiment/v1/docs/", "/apis/sentiment/v1/openapi.json"):
+        response = client.get(url)
+        assert response.status_code == 200 and b"Classify the sentiment" not in response.content
     assert document["servers"] == [{"url": settings.PORTICO_GATEWAY_URL.rstrip("/")}]
     assert list(document["paths"]) == ["/sentiment/v1"]
 
