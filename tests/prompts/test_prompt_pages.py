@@ -169,3 +169,22 @@ def test_a_rest_api_is_not_edited_as_a_prompt(client, alice, acme):
     provider.create_api(acme, actor=alice, slug="maps", name="Maps")
     client.force_login(alice)
     assert client.post("/provider/apis/maps/prompt-versions/", {"version": "v1"}).status_code == 404
+
+
+def test_deprecate_with_a_sunset_then_retire_from_the_api_page(client, alice, prompt):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(alice)
+    base = f"/provider/apis/sentiment/versions/{prompt.version_id}"
+    client.post(f"{base}/publish/")
+    sunset = (timezone.now() + timedelta(days=60)).strftime("%Y-%m-%d %H:%M")
+    assert client.post(f"{base}/deprecate/", {"sunset_at": sunset, "reason": "v2 is better"}).status_code == 302
+    prompt.version.refresh_from_db()
+    assert prompt.version.state == VersionState.DEPRECATED and prompt.version.sunset_at is not None
+    page = client.get("/provider/apis/sentiment/").content.decode()
+    assert "View prompt" in page and "Retire v1" in page
+    client.post(f"{base}/retire/")
+    prompt.version.refresh_from_db()
+    assert prompt.version.state == VersionState.RETIRED
