@@ -20,6 +20,8 @@ import copy
 import re
 from typing import Any
 
+from llm.prompts import schema_errors
+
 OPENAPI_VERSION = "3.1.0"
 KEY_SCHEME = "PorticoKey"  # the name portal.services.catalog gives it, so try-it authorizes it
 BEARER_SCHEME = "PorticoBearer"
@@ -226,6 +228,11 @@ def build_document(
         "required": ["output", "usage", "model"],
     }
     example = example_of(input_schema)
+    # A generated example the schema refuses (a pattern, multipleOf, a tricky combination)
+    # would teach callers a 422: leave it out and let the docs show the schema alone.
+    request_media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{input_name}"}}
+    if not schema_errors(input_schema, example):
+        request_media["example"] = example
     stream_note = (
         f'Add `"{STREAM_FIELD}": true` to the body for a `text/event-stream` of output deltas '
         "followed by a final usage event."
@@ -236,12 +243,7 @@ def build_document(
         "description": "\n\n".join(part for part in (description.strip(), stream_note) if part),
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{input_name}"},
-                    "example": example,
-                }
-            },
+            "content": {"application/json": request_media},
         },
         "responses": {
             "200": {

@@ -78,3 +78,19 @@ def test_documents_validate_and_local_refs_point_inside_the_components(schema, o
     component = document["components"]["schemas"]["Tone_CheckInput"]
     if "$defs" in schema:
         assert component["properties"]["to"] == {"$ref": "#/components/schemas/Tone_CheckInput/$defs/lang"}
+
+
+def test_an_example_the_schema_refuses_is_left_out():
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
+    document = build_document(
+        title="Codes",
+        version="v1",
+        description="",
+        base_path="/codes/v1",
+        input_schema=schema,
+        output_mode="text",
+        output_schema=None,
+        server_url="http://gw",
+    )
+    validate(document)
+    assert "example" not in document["paths"]["/codes/v1"]["post"]["requestBody"]["content"]["application/json"]
