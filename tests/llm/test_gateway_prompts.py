@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
+from llm.prompts import MAX_BODY_BYTES
 from portal.models import Subscription
 from portal.services import lifecycle
 from tests.llm.conftest import Budget, MockLLM, Target
@@ -109,7 +110,7 @@ def test_invalid_input_is_422_listing_every_field_by_path(ai_route, gateway, moc
         (b"\xff\xfe", 400, "invalid_json"),
         (b"[1, 2]", 422, "invalid_input"),
         (b'{"text": "a", "language": "en", "stream": "yes"}', 422, "invalid_input"),
-        (b'{"text": "a", "language": "en", "tags": ' + b"[" * 100 + b"]" * 100 + b"}", 400, "too_deeply_nested"),
+        (b'{"text": "a", "language": "en", "tags": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "too_deeply_nested"),
         (b"[" * 5000 + b"]" * 5000, 400, "invalid_json"),
     ],
 )
@@ -130,6 +131,12 @@ def test_oversized_bodies_are_413(ai_route, gateway, mock_llm):
         yield big[3000:]
 
     response = post(gateway, built, data=chunks())  # chunked: no declared length
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    # Whatever the version allows (10 MiB by default), a prompt's body stops at 1 MiB.
+    roomy = built_api(ai_route)
+    assert roomy.version.max_request_bytes > MAX_BODY_BYTES
+    huge = orjson.dumps({"text": "x", "language": "en", "tags": [1] * (MAX_BODY_BYTES // 2)})
+    response = post(gateway, roomy, data=huge)
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
     assert mock_llm.requests(kind="openai") == []
 
