@@ -330,3 +330,18 @@ def test_without_structured_output_the_schema_goes_in_the_system_prompt_and_is_s
     system = first["body"]["messages"][0]["content"]
     assert system.startswith("You classify sentiment.") and '"enum":["positive","negative","neutral"]' in system
     assert "not valid JSON" in second["body"]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini"])
+def test_any_provider_serves_a_prompt_api_streamed_or_not(ai_route, gateway, mock_llm, kind):
+    built = built_api(ai_route, targets=[Target(kind)])
+    whole = post(gateway, built)
+    assert whole.status_code == 200, whole.text
+    streamed = post(gateway, built, {**GOOD, "stream": True}, stream=True)
+    events = [line[len("data: ") :] for line in streamed.iter_lines(decode_unicode=True) if line]
+    assert events[-1] == "[DONE]"
+    payloads = [orjson.loads(e) for e in events[:-1]]
+    text = "".join(p["text"] for p in payloads if p["type"] == "delta")
+    first, _second = mock_llm.requests(kind=kind)
+    assert text == whole.json()["output"] == MockLLM.answer_for(first).text
+    assert payloads[-1]["usage"] == whole.json()["usage"]
