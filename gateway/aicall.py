@@ -637,14 +637,8 @@ class AiCall(Call):
         """Usage in the canonical meaning; estimated (and marked) when the provider gave none."""
         if isinstance(reported, Usage):
             self.usage = reported
-        elif isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
-            details = reported.get("prompt_tokens_details") or {}
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            self.usage = Usage(
-                prompt_tokens=reported["prompt_tokens"],
-                completion_tokens=int(reported.get("completion_tokens") or 0),
-                cached_tokens=cached if isinstance(cached, int) else 0,
-            )
+        elif (usage := Usage.from_openai(reported)) is not None:
+            self.usage = usage
         else:
             if streamed_tokens is not None:
                 completion_tokens = streamed_tokens

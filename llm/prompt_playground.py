@@ -207,15 +207,10 @@ def _attempt(route: AiRoute, target: ModelTarget, key: Any, request: Json) -> Js
 
 
 def _usage(completion: Json, request: Json) -> Usage:
-    reported = completion.get("usage")
-    if isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
-        details = reported.get("prompt_tokens_details") or {}
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        return Usage(
-            prompt_tokens=reported["prompt_tokens"],
-            completion_tokens=int(reported.get("completion_tokens") or 0),
-            cached_tokens=cached if isinstance(cached, int) else 0,
-        )
+    """As the gateway counts it (``AiCall.note_usage``): reported, else estimated and marked."""
+    reported = Usage.from_openai(completion.get("usage"))
+    if reported is not None:
+        return reported
     return Usage(
         prompt_tokens=tokens.estimate_prompt_tokens(request),
         completion_tokens=tokens.estimate_text_tokens(answer_text(completion)),
