@@ -404,6 +404,8 @@ class AiCall(Call):
                 upstream = adapter.chat_request(target, key, self.upstream_request, self.stream)
         except ProviderError as error:  # e.g. a key that cannot be sent in a header
             return error
+        except InvalidRequest as invalid:  # e.g. an image type this provider does not take: the client's 400
+            raise Refusal(400, invalid.code, invalid.message, param=invalid.param) from None
         pool_key, host, path = _upstream_address(upstream.url)
         # Head and body in one write: the body is small and already whole.
         message = b"".join(
