@@ -13,6 +13,7 @@ from decimal import Decimal
 import orjson
 import pytest
 import requests
+from django.conf import settings
 from django.utils import timezone
 
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
@@ -345,3 +346,18 @@ def test_any_provider_serves_a_prompt_api_streamed_or_not(ai_route, gateway, moc
     first, _second = mock_llm.requests(kind=kind)
     assert text == whole.json()["output"] == MockLLM.answer_for(first).text
     assert payloads[-1]["usage"] == whole.json()["usage"]
+
+
+def test_the_portals_try_it_console_can_call_a_prompt_api(ai_route, gateway):
+    """CORS as for REST routes: the preflight, then the POST with the portal's origin."""
+    built = built_api(ai_route)
+    origin = settings.PORTICO_CORS_ORIGINS[0]
+    preflight = requests.options(
+        gateway.url + built.base_path,
+        headers={"origin": origin, "access-control-request-method": "POST"},
+        timeout=5,
+    )
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == origin
+    response = post(gateway, built, headers={"origin": origin})
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == origin
+    assert "x-request-id" in response.headers["access-control-expose-headers"]
