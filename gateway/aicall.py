@@ -136,9 +136,17 @@ class AiCall(Call):
         "stream_failure",
     )
 
-    def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
+    def __init__(
+        self,
+        gateway: Gateway,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        endpoint: tuple[str, str] | None = None,
+    ):
         super().__init__(gateway, scope, receive, send)
-        self.endpoint, format_name = ENDPOINTS[scope["path"]]
+        # ``endpoint``: (endpoint, inbound format) for a call not made at an ENDPOINTS path (a prompt API's).
+        self.endpoint, format_name = endpoint or ENDPOINTS[scope["path"]]
         if self.endpoint == "models" and b"anthropic-version" in self.fields:
             format_name = "anthropic"
         self.format: InboundFormat = FORMATS[format_name]
@@ -197,7 +205,7 @@ class AiCall(Call):
     async def read_body(self) -> None:
         """The whole body, at most ``llm_max_body_bytes`` (a declared length over it is refused
         before anything is read)."""
-        limit = self.gateway.settings.llm_max_body_bytes
+        limit = self.max_body_bytes()
         declared = self.fields.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
@@ -218,6 +226,9 @@ class AiCall(Call):
             parts.append(chunk)
         self.body_bytes = size
         self.body = b"".join(parts)
+
+    def max_body_bytes(self) -> int:
+        return self.gateway.settings.llm_max_body_bytes
 
     def parse(self) -> None:
         """The client's body as the canonical request (InvalidRequest: a 400 naming the field)."""

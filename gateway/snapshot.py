@@ -17,6 +17,7 @@ from gateway.limits import PlanLimits
 from gateway.mcptools import EMPTY_CATALOG, McpCatalog, VersionSource, build_catalog
 from gateway.routing import RouteTable
 from llm.canonical import AiConfig
+from llm.prompts import PromptSpec, spec_from_row
 
 if TYPE_CHECKING:
     from portal.models import ApiVersion
@@ -60,6 +61,8 @@ class Route:
     cache_ttl: int
     max_request_bytes: int
     deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # A prompt API's version (llm/prompts.py): requests go to gateway/promptcall.py, not upstream.
+    prompt: PromptSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +130,12 @@ def _mcp_catalog(grants: dict[tuple[int, int], Grant], routes: list[Route]) -> M
     live = ApiVersion.objects.filter(
         state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED], api__kind__in=["rest", "prompt"]
     ).select_related("api", "prompt")
+    served = {route.version_id: route for route in routes}
     sources = []
     for v in live:
+        if v.pk not in served:
+            continue  # not routed (a prompt version without its prompt or a base path): not callable
         prompt = getattr(v, "prompt", None) if v.api.kind == "prompt" else None
-        if v.api.kind == "prompt" and prompt is None:
-            continue  # a prompt API version without its prompt cannot be called
         sources.append(
             VersionSource(
                 api_id=v.api.pk,
@@ -146,7 +150,19 @@ def _mcp_catalog(grants: dict[tuple[int, int], Grant], routes: list[Route]) -> M
                 prompt_description=v.api.description,
             )
         )
-    return build_catalog(sources, grants, {route.version_id: route for route in routes})
+    return build_catalog(sources, grants, served)
+
+
+def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
+    """The served spec of a prompt API's version (checked: a schema that would not pass the
+    save-time checks is served as ``broken``, answered 503), or None without a prompt row."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        row = version.prompt  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return None
+    return spec_from_row(row, row.route.alias, version_id=version.pk)
 
 
 def build_snapshot(config_version: int) -> Snapshot:
@@ -163,12 +179,16 @@ def build_snapshot(config_version: int) -> Snapshot:
         routes = []
         versions = (
             ApiVersion.objects.filter(
-                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED], api__kind="rest"
+                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED],
+                api__kind__in=["rest", "prompt"],
             )
-            .select_related("api")
+            .select_related("api", "prompt__route")
             .prefetch_related("targets")
         )
         for v in versions:
+            prompt = _prompt_spec(v) if v.api.kind == "prompt" else None
+            if v.api.kind == "prompt" and (prompt is None or not v.base_path):
+                continue  # a prompt API version without its prompt: nothing to serve
             targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
             routes.append(
                 Route(
@@ -187,6 +207,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                     cache_ttl=v.cache_ttl_seconds,
                     max_request_bytes=v.max_request_bytes,
                     deprecation_headers=_deprecation_headers(v, portal_url),
+                    prompt=prompt,
                 )
             )
         keys = {
