@@ -71,6 +71,9 @@ INTERNAL_ERROR = -32603
 UNSUPPORTED_PROTOCOL_VERSION = -32022  # as the SDK names it (mcp_types.UNSUPPORTED_PROTOCOL_VERSION)
 
 ALLOW_POST = (b"allow", b"POST")
+# What a tool call's request keeps of the MCP request's headers: who the client is (as seen
+# through trusted proxies), its request id, its user agent. Never its key or its framing.
+_PASSED_ON = (b"x-forwarded-for", b"x-request-id", b"user-agent")
 _JSON_TYPES = (b"application/json", b"application/*", b"*/*")
 
 
@@ -410,10 +413,7 @@ class McpCall(Call):
         if request.body is not None:
             headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(request.body))]
         # The same client as the MCP request, as seen through the same trusted proxies.
-        for name in (b"x-forwarded-for", b"x-request-id", b"user-agent"):
-            value = fields.get(name)
-            if value is not None:
-                headers.append((name, value))
+        headers += [(name, value) for name in _PASSED_ON if (value := fields.get(name)) is not None]
         scope = self.scope
         return {
             "type": "http",
@@ -452,8 +452,30 @@ class McpCall(Call):
         return _tool_result(capture)
 
     async def call_prompt(self, tool: McpTool, request: ToolRequest) -> dict[str, Any]:
-        self.record.error_code = "prompt_tools_unavailable"
-        return _tool_error("Prompt APIs cannot be called as tools on this gateway yet.", status=501)
+        """A prompt API's tool: its pipeline (gateway/promptcall.py: subscription, plan,
+        input schema, budgets, PII, cache, providers, JSON checks), recorded as an AI call."""
+        from gateway.promptcall import call_prompt  # only MCP's prompt tools pay for the import
+
+        assert self.key is not None
+        route = self.snapshot.mcp.routes.get(tool.version_id)
+        if route is None or route.prompt is None:
+            return _tool_error("This API version is not served right now.", status=503)
+        fields = self.fields
+        headers = [(name, value) for name in _PASSED_ON if (value := fields.get(name)) is not None]
+        peer = self.scope["client"][0] if self.scope.get("client") else ""
+        arguments = orjson.loads(request.body or b"{}")
+        self.inner_calls += 1  # the prompt call records itself
+        status, answer = await call_prompt(
+            self.gateway, route, self.key, arguments, client_ip=peer, headers=headers, channel="mcp"
+        )
+        output = answer.get("output")
+        text = output if isinstance(output, str) and status < 400 else orjson.dumps(answer).decode()
+        return {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": answer,
+            "isError": status >= 400,
+            "_meta": {"portico/status": status},
+        }
 
     # -- answering ------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ import orjson
 import pytest
 import requests
 from mcp.client.client import Client
-from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -24,6 +23,7 @@ from analytics.models import CallLog
 from gateway.calllog import records_of
 from portal.models import ApiVersion, UpstreamTarget
 from portal.services import lifecycle
+from tests.gateway.mcpclient import call, list_tools, with_session
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -73,29 +73,8 @@ NOTES["components"] = {
 }
 
 
-async def with_session(gateway, key: str | None, action):
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        streamable_http_client(f"{gateway.url}/mcp", http_client=http) as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        return await action(session)
-
-
 def list_names(gateway, key: str) -> set[str]:
-    async def names(session):
-        return {tool.name for tool in (await session.list_tools()).tools}
-
-    return asyncio.run(with_session(gateway, key, names))
-
-
-def call(gateway, key: str, name: str, arguments: dict[str, Any]):
-    async def run(session):
-        return await session.call_tool(name, arguments)
-
-    return asyncio.run(with_session(gateway, key, run))
+    return set(list_tools(gateway, key))
 
 
 def add_version(config, staff, label: str, doc: dict[str, Any], upstream: str, state: str) -> ApiVersion:
@@ -142,10 +121,7 @@ def test_a_key_lists_exactly_the_tools_of_its_subscribed_live_versions(gateway, 
     assert list_names(gateway, mine.key) == expected
     assert list_names(gateway, theirs.key) == {f"{theirs.api.slug}_v1_otherOp"}
 
-    async def details(session):
-        return {tool.name: tool for tool in (await session.list_tools()).tools}
-
-    tools = asyncio.run(with_session(gateway, mine.key, details))
+    tools = list_tools(gateway, mine.key)
     add_note = tools[f"{slug}_v1_addNote"]
     assert "Add a note to an item" in add_note.description and "POST /items/{item_id}/notes" in add_note.description
     schema = add_note.input_schema
@@ -168,6 +144,18 @@ def test_a_key_lists_exactly_the_tools_of_its_subscribed_live_versions(gateway, 
 
     error = asyncio.run(with_session(gateway, mine.key, call_theirs))
     assert error.code == -32602 and "Unknown tool" in str(error)
+
+
+def test_many_tools_come_in_pages(gateway, configure, upstream_a):
+    many = document(*((f"/op{i}", "get", {"operationId": f"op{i}"}) for i in range(230)))
+    config = configure([upstream_a], openapi=many)
+
+    async def pages(session):
+        first = await session.list_tools()
+        return len(first.tools), first.next_cursor
+
+    assert asyncio.run(with_session(gateway, config.key, pages)) == (100, "p100")
+    assert set(list_tools(gateway, config.key)) == {f"{config.api.slug}_v1_op{i}" for i in range(230)}
 
 
 def test_a_rest_tool_call_reaches_the_upstream_with_path_query_and_body(gateway, configure, upstream_a, redis_client):
