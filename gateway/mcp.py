@@ -564,13 +564,22 @@ def _tool_result(capture: _Capture) -> dict[str, Any]:
         if isinstance(parsed, dict):  # structuredContent is an object by definition
             result["structuredContent"] = parsed
     meta: dict[str, Any] = {"portico/status": status}
-    for name, key in ((b"x-request-id", "portico/request-id"), (b"retry-after", "portico/retry-after")):
+    for name, key in _META_HEADERS:
         value = capture.header(name)
         if value is not None:
             meta[key] = value.decode("latin-1")
     result["_meta"] = meta
     return result
 
+
+# Answer headers a tool result passes on in its _meta: the call's id, when to retry, and a
+# deprecated version's notice (RFC 9745 Deprecation, RFC 8594 Sunset).
+_META_HEADERS = (
+    (b"x-request-id", "portico/request-id"),
+    (b"retry-after", "portico/retry-after"),
+    (b"deprecation", "portico/deprecation"),
+    (b"sunset", "portico/sunset"),
+)
 
 HANDLERS = {
     "initialize": McpCall.initialize,

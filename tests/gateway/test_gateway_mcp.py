@@ -110,7 +110,8 @@ def test_a_key_lists_exactly_the_tools_of_its_subscribed_live_versions(gateway, 
     mine = configure([upstream_a], openapi=NOTES)
     add_version(mine, staff_user, "old", document(("/old", "get", {"operationId": "oldOp"})), upstream_a, "retired")
     add_version(mine, staff_user, "next", document(("/next", "get", {"operationId": "draftOp"})), upstream_a, "draft")
-    add_version(mine, staff_user, "dep", document(("/dep", "get", {"operationId": "depOp"})), upstream_a, "deprecated")
+    deprecated = document(("/dep", "get", {"operationId": "depOp"}))
+    add_version(mine, staff_user, "dep", deprecated, upstream_a, "deprecated")
     theirs = configure([upstream_a], openapi=document(("/other", "get", {"operationId": "otherOp"})))
     # An API the first application is not subscribed to, though it is published and public.
     configure([upstream_a], openapi=document(("/free", "get", {"operationId": "freeOp"})), subscribe=False)
@@ -133,6 +134,10 @@ def test_a_key_lists_exactly_the_tools_of_its_subscribed_live_versions(gateway, 
     assert body["properties"]["replies"] == {"type": "array", "items": {}}
     assert "$ref" not in orjson.dumps(schema).decode()  # inlined; the remote one never fetched
     assert tools[f"{slug}_dep_depOp"].description.startswith("[deprecated]")
+    # Calling it works, and says it is deprecated as a direct call would (Deprecation header).
+    result = call(gateway, mine.key, f"{slug}_dep_depOp", {})
+    assert result.is_error is False and result.meta["portico/deprecation"].startswith("@")
+    assert result.structured_content["raw_path"] == "/dep"
 
     # Another tenant's tool is not callable by name either: the same answer as an unknown tool.
     async def call_theirs(session):
