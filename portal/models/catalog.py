@@ -220,6 +220,14 @@ class UpstreamTarget(models.Model):
     url = models.URLField(max_length=300)
     weight = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)])
     enabled = models.BooleanField(default=True)
+    # Set when a provider team (not staff) chose this URL: the gateway then connects only
+    # after the address it resolved passes the same rule as the save-time check (public, or
+    # in PORTICO_UPSTREAM_ALLOWED_NETWORKS), so a name repointed inward later is refused.
+    requires_public_address = models.BooleanField(
+        default=False,
+        help_text="Connect only to public addresses (or PORTICO_UPSTREAM_ALLOWED_NETWORKS), checked by the "
+        "gateway at every new connection. Set for targets a provider team entered.",
+    )
 
     class Meta:
         ordering = ["id"]
