@@ -90,6 +90,10 @@ class PromptSpec:
     # Why this spec cannot be served (a schema that fails ``check_schema``: the row bypassed
     # the services); the gateway answers 503 instead of validating against it.
     broken: str = ""
+    # The schemas as canonical JSON: the keys of the compiled-validator cache, computed once
+    # per spec (by ``checked``) instead of per request.
+    input_key: bytes = field(default=b"", compare=False, repr=False)
+    output_key: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def json_output(self) -> bool:
@@ -105,7 +109,7 @@ class PromptSpec:
             problems += [f"output schema: {p}" for p in check_schema(spec.output_schema, require_object=False)]
         if problems:
             return cls(**{**fields, "broken": "; ".join(problems)[:MAX_MESSAGE_CHARS]})
-        return spec
+        return cls(**fields, input_key=_schema_key(spec.input_schema), output_key=_schema_key(spec.output_schema))
 
 
 def spec_from_row(row: Any, route_alias: str, *, version_id: int | None = None) -> PromptSpec:
@@ -199,8 +203,14 @@ def check_schema(schema: Any, *, require_object: bool = True) -> list[str]:
         return [f"Not a valid JSON Schema: {_short(str(error))}"]
     if require_object and schema.get("type") != "object":
         problems.append('The input schema must have "type": "object" at the top level.')
+    properties = schema.get("properties")
+    if require_object and isinstance(properties, dict):
+        problems += [
+            f"The property '{name}' is reserved (the request's '{name}' flag) and cannot be an input."
+            for name in sorted(RESERVED_KEYS.intersection(properties))
+        ]
     try:
-        _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+        _validator(_schema_key(schema))
     except Exception as error:  # e.g. a $ref to a missing local definition, a bad regex
         problems.append(f"The schema cannot be compiled: {_short(str(error))}")
     return problems
@@ -331,8 +341,13 @@ def _validator(schema_json: bytes) -> Any:
     return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json), mask="value", offline=True)
 
 
-def validator_for(schema: Json) -> Any:
-    return _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+def _schema_key(schema: Json) -> bytes:
+    return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+
+
+def validator_for(schema: Json, key: bytes = b"") -> Any:
+    """The compiled validator of ``schema`` (``key``: its ``_schema_key``, when known)."""
+    return _validator(key or _schema_key(schema))
 
 
 def json_path(parts: Any) -> str:
@@ -354,11 +369,14 @@ def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def schema_errors(schema: Json, value: Any) -> list[FieldError]:
+def schema_errors(schema: Json, value: Any, key: bytes = b"") -> list[FieldError]:
     """Every way ``value`` fails ``schema`` (at most MAX_FIELD_ERRORS), by JSON path. A
     missing required property is reported at its own path (``$.text``), not its parent's."""
     errors: list[FieldError] = []
-    for error in validator_for(schema).iter_errors(value):
+    validator = validator_for(schema, key)
+    if validator.is_valid(value):  # the common case: no error objects built
+        return errors
+    for error in validator.iter_errors(value):
         parts = list(error.instance_path)
         kind = error.kind
         if kind.name == "required":
@@ -392,7 +410,7 @@ def validate_input(spec: PromptSpec, body: Any) -> list[FieldError]:
     errors = []
     if "stream" in body and not isinstance(body["stream"], bool):
         errors.append(FieldError("$.stream", "stream must be true or false."))
-    return errors + schema_errors(spec.input_schema, input_of(body))
+    return errors + schema_errors(spec.input_schema, input_of(body), spec.input_key)
 
 
 # -- the model's answer --------------------------------------------------------------------------
@@ -419,7 +437,7 @@ def check_output(spec: PromptSpec, text: str) -> tuple[Any, list[FieldError]]:
         return None, errors
     if nesting_depth(value, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH:
         return None, [FieldError("$", "The answer nests too deeply.")]
-    return value, schema_errors(spec.output_schema, value)
+    return value, schema_errors(spec.output_schema, value, spec.output_key)
 
 
 # -- the canonical request -----------------------------------------------------------------------

@@ -76,6 +76,7 @@ def test_check_schema_accepts_a_plain_object_schema():
             "recursive",
         ),
         ({"type": "object", "properties": {"p": {"description": "x" * 70_000}}}, "bytes; at most"),
+        ({"type": "object", "properties": {"stream": {"type": "boolean"}}}, "'stream' is reserved"),
     ],
 )
 def test_check_schema_refuses(schema, expected):
@@ -183,3 +184,12 @@ def test_parameters_reach_the_request():
     request = prompts.chat_request(spec(temperature=0.2, max_tokens=50), "", "u")
     assert request["temperature"] == 0.2 and request["max_tokens"] == 50
     assert request["messages"] == [{"role": "user", "content": "u"}]
+
+
+def test_the_compiled_validator_is_made_once_per_schema():
+    s = spec()
+    before = prompts._validator.cache_info()
+    for n in range(50):
+        validate_input(s, {"text": "hi", "language": "en", "n": n % 7})
+    after = prompts._validator.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 50
