@@ -20,6 +20,12 @@ given the tool's route and the caller's key instead of finding them, fed the req
 arguments make and answering into a buffer that becomes the tool result. Its call record is
 an ``McpCallRecord`` (``channel: "mcp"``). An MCP request that made no API call is recorded
 as itself (path /mcp).
+
+Messages are checked and written by hand with orjson rather than through the SDK's pydantic
+models (``mcp_types``): measured on this box, validating the envelope of a tools/call costs
+8.2 us there against 1.9 us here, a 100-tool listing 381 us against 56 us, and importing
+``mcp_types`` costs each worker 0.45 s at start. The shapes are few; the tests hold them to
+the SDK's client, which validates every result against the negotiated revision's models.
 """
 
 from __future__ import annotations
