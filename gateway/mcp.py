@@ -415,11 +415,14 @@ class McpCall(Call):
     def inner_scope(self, route_host: str, request: ToolRequest, raw_path: bytes) -> dict[str, Any]:
         fields = self.fields
         host = route_host.encode() if route_host else fields.get(b"host", b"")
-        headers: Headers = [(b"host", host), (b"accept", b"application/json"), *request.headers]
+        headers: Headers = [(b"host", host), *request.headers]
         if request.body is not None:
             headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(request.body))]
-        # The same client as the MCP request, as seen through the same trusted proxies.
-        headers += [(name, value) for name in _PASSED_ON if (value := fields.get(name)) is not None]
+        # The same client as the MCP request, as seen through the same trusted proxies; a header
+        # the operation declares (Accept, User-Agent) is the tool argument's, sent once.
+        given = {name for name, _value in request.headers}
+        defaults = ((b"accept", b"application/json"), *((name, fields.get(name)) for name in _PASSED_ON))
+        headers += [(name, value) for name, value in defaults if value is not None and name not in given]
         scope = self.scope
         return {
             "type": "http",

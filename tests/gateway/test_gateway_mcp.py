@@ -55,7 +55,15 @@ NOTES = document(
             },
         },
     ),
-    ("/items/{item_id}", "get", {"operationId": "getItem", "summary": "Read an item"}),
+    (
+        "/items/{item_id}",
+        "get",
+        {
+            "operationId": "getItem",
+            "summary": "Read an item",
+            "parameters": [{"name": "Accept", "in": "header", "schema": {"type": "string"}}],
+        },
+    ),
     ("/status/{code}", "get", {"operationId": "status"}),
 )
 NOTES["components"] = {
@@ -189,6 +197,11 @@ def test_a_rest_tool_call_reaches_the_upstream_with_path_query_and_body(gateway,
     assert record["path"] == f"{config.base_path}/items/a b/notes"
     ingest_call_logs()
     assert CallLog.objects.get(request_id=request_id).channel == "mcp"
+
+    # A header the operation declares is the argument's, sent once (not beside the gateway's default).
+    result = call(gateway, config.key, f"{config.api.slug}_v1_getItem", {"item_id": "1", "Accept": "text/csv"})
+    accepts = [value for name, value in result.structured_content["header_list"] if name.lower() == "accept"]
+    assert accepts == ["text/csv"]
 
 
 def wait_for_record(redis_client, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
