@@ -7,6 +7,8 @@ it as an MCP call); and the transport refuses what it must with JSON, never a 50
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from analytics import explorer
 from analytics.ingest import ingest_call_logs
 from analytics.models import CallLog
 from gateway.calllog import records_of
@@ -197,6 +200,12 @@ def test_a_rest_tool_call_reaches_the_upstream_with_path_query_and_body(gateway,
     assert record["path"] == f"{config.base_path}/items/a b/notes"
     ingest_call_logs()
     assert CallLog.objects.get(request_id=request_id).channel == "mcp"
+    # The tenant's export says so too.
+    window = explorer.parse_filter({})
+    rows = list(csv.reader(io.StringIO("".join(explorer.export_csv(config.owner, config.application.tenant, window)))))
+    header = rows[0]
+    [row] = [r for r in rows[1:] if r[header.index("request_id")] == request_id]
+    assert row[header.index("channel")] == "mcp"
 
     # A header the operation declares is the argument's, sent once (not beside the gateway's default).
     result = call(gateway, config.key, f"{config.api.slug}_v1_getItem", {"item_id": "1", "Accept": "text/csv"})
@@ -301,6 +310,8 @@ def test_hostile_protocol_input_gets_json_errors_never_a_500(gateway, configure,
     assert answer.status_code == 415 and error_of(answer)["data"]["code"] == "unsupported_media_type"
     answer = requests.post(url, data=b"{}", headers={**auth, "Content-Type": "application/json", "Accept": "text/html"})
     assert answer.status_code == 406 and error_of(answer)
+    answer = requests.post(url, data=b"{}", headers={**auth, "Content-Type": "application/json", "Accept": None})
+    assert answer.status_code == 406 and error_of(answer)["data"]["code"] == "not_acceptable"  # no Accept at all
     answer = rpc(gateway, b"{}", key, Origin="http://evil.example")
     assert answer.status_code == 403 and error_of(answer)["data"]["code"] == "origin_forbidden"
 
