@@ -117,9 +117,10 @@ class PromptFormat:
         call = self.call
         output: Any = answer_text(completion)
         if call.spec.json_output:
-            output = call.output  # validated (cache hits were validated before they were stored)
-            if output is None:
-                output, _problems = check_output(call.spec, answer_text(completion))
+            output = call.output  # validated by settle_json
+            if output is None:  # a cache hit: stored once validated (a foreign entry is still shown as parsed)
+                parsed, _problems = check_output(call.spec, answer_text(completion))
+                output = parsed if parsed is not None else answer_text(completion)
         return orjson.dumps({"output": output, **call.usage_fields()})
 
     def stream_encoder(self, alias: str, request: Json) -> PromptStream:
@@ -370,6 +371,8 @@ async def call_prompt(
     log shows, default the route's base path). Returns (status, the JSON body a client would
     have got: ``{"output", "usage", "model"}`` or ``{"error": ...}``). Never streams (a
     ``stream`` argument is dropped). Retired versions answer 410, deprecated ones run."""
+    if route.prompt is None:
+        raise ValueError(f"route {route.base_path} is not a prompt API's")
     body = orjson.dumps({k: v for k, v in arguments.items() if k != "stream"})
     shown = path or route.base_path
     scope: dict[str, Any] = {

@@ -72,11 +72,12 @@ class FieldError:
         return {"path": self.path, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class PromptSpec:
     """One version of a prompt API as served. Schemas are plain JSON-ready dicts; their
     compiled validators are cached by content (``_validator``), so specs rebuilt by every
-    snapshot reload share them."""
+    snapshot reload share them. Compared and hashed by identity (``eq=False``): the dicts
+    inside are not hashable, and a ``Route`` holding a spec must stay hashable."""
 
     route_alias: str  # the model route (llm.ModelRoute alias) the prompt runs on
     user_template: str

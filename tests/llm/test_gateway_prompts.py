@@ -6,6 +6,7 @@ against the PROMPT API."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,8 +17,9 @@ from django.utils import timezone
 
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
+from portal.models import Subscription
 from portal.services import lifecycle
-from tests.llm.conftest import MockLLM, Target
+from tests.llm.conftest import Budget, MockLLM, Target
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -48,6 +50,8 @@ def test_valid_input_answers_output_usage_and_model_and_is_logged_to_the_prompt_
     ai_route, gateway, mock_llm, call_record
 ):
     built = built_api(ai_route)
+    # The caller is subscribed to the prompt API only, not to the AI API owning the model route.
+    assert not Subscription.objects.filter(application=built.application, api=built.model.api).exists()
     response = post(gateway, built, {"text": "I love {{language}}", "language": "en"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -245,3 +249,77 @@ def test_a_broken_model_route_is_503_not_500(ai_route, gateway):
     gateway.wait_for_config()
     response = post(gateway, built)
     assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"
+
+
+def test_the_model_routes_cache_and_pii_policy_apply(ai_route, gateway, mock_llm, call_record):
+    model = model_route(ai_route, cache_ttl_seconds=60, pii_mode="block")
+    built = prompt_api(ai_route, model)
+    gateway.wait_for_config()
+    first = post(gateway, built)
+    second = post(gateway, built)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-cache"] == "MISS" and second.headers["x-cache"] == "HIT"
+    assert second.json()["output"] == first.json()["output"] and second.json()["usage"]["cost_usd"] == 0
+    assert len(mock_llm.requests(kind="openai")) == 1
+    assert call_record(second.headers["x-request-id"])["cache_hit"] is True
+    blocked = post(gateway, built, {"text": "mail me at jane@example.com", "language": "en"})
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_blocked"
+    assert len(mock_llm.requests(kind="openai")) == 1
+
+
+def test_a_stored_schema_that_bypassed_the_checks_is_503_and_nothing_is_fetched(ai_route, gateway, mock_llm):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    schema = {"type": "object", "properties": {"text": {"$ref": f"http://127.0.0.1:{port}/s.json"}}}
+    built = built_api(ai_route, input_schema=schema, user_template="{{text}}")
+    response = post(gateway, built, {"text": "hi"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "prompt_unavailable"
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    assert mock_llm.requests(kind="openai") == []
+
+
+def test_a_stream_broken_by_the_provider_ends_with_an_error_event_and_no_done(ai_route, gateway, mock_llm, call_record):
+    built = built_api(ai_route)
+    mock_llm.faults("stream_error", after_events=2)
+    response = post(gateway, built, {**GOOD, "stream": True}, stream=True)
+    assert response.status_code == 200
+    events = [line[len("data: ") :] for line in response.iter_lines(decode_unicode=True) if line]
+    assert "[DONE]" not in events
+    last = orjson.loads(events[-1])
+    assert last["type"] == "error" and last["error"]["code"].startswith("provider_")
+    record = call_record(response.headers["x-request-id"])
+    assert record["error_code"] == "upstream_stream_broken" and record["api_id"] == built.api.pk
+
+
+def test_token_budgets_of_the_caller_apply(ai_route, gateway):
+    built = built_api(ai_route)
+    ai_route._budgets([Budget(scope="key", requests_per_minute=1)], built.api_key, built.application)
+    gateway.wait_for_config()
+    assert post(gateway, built).status_code == 200
+    refused = post(gateway, built)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"]
+
+
+def test_without_structured_output_the_schema_goes_in_the_system_prompt_and_is_still_enforced(
+    ai_route, gateway, mock_llm
+):
+    built = built_api(
+        ai_route,
+        targets=[Target(capabilities=("chat",))],
+        output_mode=OutputMode.JSON,
+        output_schema=SENTIMENT_OUTPUT,
+    )
+    response = post(gateway, built)
+    # The mock answers prose when not held to JSON: repaired once, still prose, so 502.
+    assert response.status_code == 502 and response.json()["error"]["code"] == "invalid_model_output"
+    first, second = mock_llm.requests(kind="openai")
+    assert "response_format" not in first["body"]
+    system = first["body"]["messages"][0]["content"]
+    assert system.startswith("You classify sentiment.") and '"enum":["positive","negative","neutral"]' in system
+    assert "not valid JSON" in second["body"]["messages"][-1]["content"]
