@@ -142,8 +142,9 @@ def _mcp_catalog(grants: dict[tuple[int, int], Grant], routes: list[Route]) -> M
     served = {route.version_id: route for route in routes}
     sources = []
     for v in live:
-        if v.pk not in served:
-            continue  # not routed (a prompt version without its prompt or a base path): not callable
+        route = served.get(v.pk)
+        if route is None or (route.prompt is not None and route.prompt.broken):
+            continue  # not routed, or a prompt the gateway refuses to serve (503): not a tool
         prompt = getattr(v, "prompt", None) if v.api.kind == "prompt" else None
         sources.append(
             VersionSource(

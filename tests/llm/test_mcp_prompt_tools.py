@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from llm.models import OutputMode
 from tests.gateway.mcpclient import call, list_tools
@@ -73,10 +74,21 @@ def test_json_output_prompts_answer_structured_output(ai_route, gateway, mock_ll
     assert output["label"] in ("positive", "negative", "neutral") and isinstance(output["score"], int | float)
 
 
-def test_unsubscribed_and_draft_prompt_apis_are_not_tools(ai_route, gateway, mock_llm):
+def test_unsubscribed_draft_and_broken_prompt_apis_are_not_tools(ai_route, gateway, mock_llm):
     model = model_route(ai_route)
     unsubscribed = prompt_api(ai_route, model, subscribe=False)
     draft = prompt_api(ai_route, model, state="draft")
+    # A stored schema the gateway refuses to serve (a remote $ref): a 503 when called, so no tool.
+    remote = {
+        **SENTIMENT_INPUT,
+        "properties": {**SENTIMENT_INPUT["properties"], "text": {"$ref": "http://127.0.0.1:9/x"}},
+    }
+    broken = prompt_api(ai_route, model, input_schema=remote)
     gateway.wait_for_config()
     assert list_tools(gateway, unsubscribed.key) == {}
     assert list_tools(gateway, draft.key) == {}
+    assert list_tools(gateway, broken.key) == {}
+    direct = requests.post(
+        gateway.url + broken.base_path, json=GOOD, headers={"Authorization": f"Bearer {broken.key}"}, timeout=10
+    )
+    assert direct.status_code == 503  # routed and subscribed: only its brokenness keeps it off the list
