@@ -4,15 +4,18 @@ event stream), so an AI agent can use every API its key is subscribed to as a to
 
 Stateless on purpose: gunicorn runs several workers and a request may reach any of them,
 so no ``Mcp-Session-Id`` is issued and nothing is remembered between requests. The
-negotiated protocol version travels in each request's ``MCP-Protocol-Version`` header, the
-key in each request's ``Authorization``/``X-API-Key`` header, as on every other call. A GET
-(the server's own event stream) and a DELETE (ending a session) are answered 405, which
-the transport allows.
+protocol version travels in each request's ``MCP-Protocol-Version`` header, the key in each
+request's ``Authorization``/``X-API-Key`` header, as on every other call. Two ways in: the
+``initialize`` handshake (2024-11-05 to 2025-11-25), and 2026-07-28, which has no handshake
+(``server/discover``, then each request carries its own envelope in ``params._meta``, and its
+routing headers must agree with its body). A GET (the server's own event stream) and a DELETE
+(ending a session) are answered 405, which the transport allows.
 
 ``McpCall`` is a ``Call`` (gateway/call.py) with its own steps:
 
     origin -> method -> content type / accept -> authenticate -> read body -> parse
-      -> dispatch each JSON-RPC message (initialize, ping, tools/list, tools/call)
+      -> dispatch each JSON-RPC message (initialize, server/discover, ping, tools/list,
+         tools/call; a 2026-07-28 request's envelope and headers checked first)
 
 and a tools/call runs the operation as an ``McpRestCall``: the very ``Call`` a direct request
 runs (subscription, plan limits, body limit, cache, targets, retries, timeouts, call log),
@@ -30,7 +33,10 @@ the SDK's client, which validates every result against the negotiated revision's
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -51,11 +57,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("portico.gateway.mcp")
 
 MCP_PATH = "/mcp"
-# The handshake-era revisions, newest first. 2026-07-28 (server/discover, no handshake) is
-# not spoken: the SDK's "auto" mode gets method-not-found for server/discover and falls back
-# to initialize.
-PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-LATEST_VERSION = PROTOCOL_VERSIONS[0]
+# The revisions negotiated by the initialize handshake, newest first.
+HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+LATEST_VERSION = HANDSHAKE_VERSIONS[0]
+# The handshake-free revision: every request carries its version (header and _meta), the
+# client learns the server's from server/discover, and results say how long they may be
+# cached. Stateless by design, as this server is.
+MODERN_VERSION = "2026-07-28"
+PROTOCOL_VERSIONS = (MODERN_VERSION, *HANDSHAKE_VERSIONS)
+SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 # What a request without MCP-Protocol-Version speaks (the transport says to assume this).
 DEFAULT_VERSION = "2025-03-26"
 # JSON-RPC batches were removed in 2025-06-18; older revisions may send them.
@@ -75,6 +85,22 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNSUPPORTED_PROTOCOL_VERSION = -32022  # as the SDK names it (mcp_types.UNSUPPORTED_PROTOCOL_VERSION)
+HEADER_MISMATCH = -32020  # 2026-07-28: a routing header says other than the body
+# 2026-07-28 gives JSON-RPC errors HTTP statuses (others stay 200); earlier revisions do not.
+MODERN_ERROR_STATUS = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
+# The per-request envelope of 2026-07-28 (params._meta) and the headers that must agree with
+# it: an intermediary may route or authorize on the headers, so they may not say otherwise.
+VERSION_META = "io.modelcontextprotocol/protocolVersion"
+CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
+_ROUTING_HEADERS = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name"})
+_BASE64_VALUE = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
 
 ALLOW_POST = (b"allow", b"POST")
 # What a tool call's request keeps of the MCP request's headers: who the client is (as seen
@@ -243,9 +269,17 @@ class McpCall(Call):
             if response is None:
                 await self.answer(202, b"")
             else:
-                # An error with no id is about the message itself (the transport's 400).
-                status = 400 if "error" in response and response["id"] is None else 200
-                await self.answer(status, self.encode(response))
+                await self.answer(self.status_of(response), self.encode(response))
+
+    def status_of(self, response: dict[str, Any]) -> int:
+        error = response.get("error")
+        if error is None:
+            return 200
+        if response["id"] is None:
+            return 400  # about the message itself: the transport's 400
+        if self.protocol_version == MODERN_VERSION:
+            return MODERN_ERROR_STATUS.get(error["code"], 200)
+        return 200
 
     def check_transport(self) -> None:
         fields = self.fields
@@ -348,6 +382,10 @@ class McpCall(Call):
             params = {}
         elif not isinstance(params, dict):
             return _error(request_id, INVALID_PARAMS, "params must be an object.")
+        if self.protocol_version == MODERN_VERSION and method != "initialize":
+            refused = self.check_envelope(method, params)
+            if refused is not None:
+                return _error(request_id, *refused)
         handler = HANDLERS.get(method)
         if handler is None:
             return _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method[:100]}")
@@ -355,14 +393,48 @@ class McpCall(Call):
             result = await handler(self, params)
         except RpcError as error:
             return _error(request_id, error.code, error.message, error.data)
+        if self.protocol_version == MODERN_VERSION and method != "initialize":
+            # 2026-07-28 results say what they are, and list-like ones how long they stay
+            # fresh: the tools are the key's own (private) and change with its subscriptions.
+            result["resultType"] = "complete"
+            if method in _CACHEABLE:
+                result["cacheScope"] = "private"
+                result["ttlMs"] = 0
+            result.setdefault("_meta", {})[SERVER_INFO_META] = SERVER_INFO
         return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    def check_envelope(self, method: str, params: dict[str, Any]) -> tuple[int, str, dict[str, Any] | None] | None:
+        """A 2026-07-28 request's envelope: its version and capabilities in params._meta, and
+        the routing headers (MCP-Protocol-Version, Mcp-Method, Mcp-Name) saying the same as
+        the body, each sent once. None when it holds; else the JSON-RPC error to answer."""
+        meta = params.get("_meta")
+        if not isinstance(meta, dict) or VERSION_META not in meta or CAPABILITIES_META not in meta:
+            return INVALID_PARAMS, f"params._meta must carry {VERSION_META} and {CAPABILITIES_META}.", None
+        seen = [name for name, _value in self.scope["headers"] if name in _ROUTING_HEADERS]
+        if len(seen) != len(set(seen)):
+            return HEADER_MISMATCH, "A routing header (MCP-Protocol-Version, Mcp-Method, Mcp-Name) is repeated.", None
+        fields = self.fields
+        version = meta[VERSION_META]
+        if fields.get(b"mcp-protocol-version", b"").decode("latin-1").strip() != version:
+            return HEADER_MISMATCH, "MCP-Protocol-Version does not match params._meta.", None
+        if fields.get(b"mcp-method", b"").decode("latin-1") != method:
+            return HEADER_MISMATCH, "Mcp-Method does not match the method.", None
+        name = params.get("name")
+        if method == "tools/call" and name is not None and _header_text(fields.get(b"mcp-name")) != name:
+            return HEADER_MISMATCH, "Mcp-Name does not match params.name.", None
+        if not isinstance(version, str):
+            return INVALID_PARAMS, "The protocol version must be a string.", None
+        if version != MODERN_VERSION:
+            data = {"supported": [MODERN_VERSION], "requested": version[:40]}
+            return UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version.", data
+        return None
 
     async def initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         requested = params.get("protocolVersion")
         if not isinstance(requested, str):
             raise RpcError(INVALID_PARAMS, "initialize needs params.protocolVersion (a string).")
         # The client's version when we speak it, else our newest (the client then decides).
-        version = requested if requested in PROTOCOL_VERSIONS else LATEST_VERSION
+        version = requested if requested in HANDSHAKE_VERSIONS else LATEST_VERSION
         return {
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
@@ -372,6 +444,14 @@ class McpCall(Call):
 
     async def ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    async def discover(self, params: dict[str, Any]) -> dict[str, Any]:
+        """server/discover (2026-07-28): what this server speaks and offers, no handshake."""
+        return {
+            "supportedVersions": list(PROTOCOL_VERSIONS),
+            "capabilities": {"tools": {"listChanged": False}},
+            "instructions": INSTRUCTIONS,
+        }
 
     async def list_tools(self, params: dict[str, Any]) -> dict[str, Any]:
         assert self.key is not None
@@ -538,6 +618,24 @@ class McpCall(Call):
         super().record_call()
 
 
+def _header_text(value: bytes | None) -> str | None:
+    """A routing header's text: verbatim, or the UTF-8 inside ``=?base64?...?=`` (how the SDK
+    sends a name that is not plain printable ASCII); None when malformed, so it never matches."""
+    if value is None:
+        return None
+    text = value.decode("latin-1")
+    wrapped = _BASE64_VALUE.fullmatch(text)
+    if wrapped is None:
+        return text
+    try:
+        raw = base64.b64decode(wrapped["payload"], validate=True)
+        if base64.b64encode(raw).decode("ascii") != wrapped["payload"]:
+            return None  # not canonical: another spelling of other bytes
+        return raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
 def _tool_error(message: str, status: int = 400) -> dict[str, Any]:
     """A tool execution error: the model sees it and can correct its arguments."""
     body = {"error": {"code": "invalid_tool_arguments" if status == 400 else "tool_failed", "message": message}}
@@ -590,8 +688,11 @@ _META_HEADERS = (
     (b"sunset", "portico/sunset"),
 )
 
+_CACHEABLE = frozenset({"server/discover", "tools/list"})
+
 HANDLERS = {
     "initialize": McpCall.initialize,
+    "server/discover": McpCall.discover,
     "ping": McpCall.ping,
     "tools/list": McpCall.list_tools,
     "tools/call": McpCall.call_tool,

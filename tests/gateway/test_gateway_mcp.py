@@ -7,6 +7,7 @@ it as an MCP call); and the transport refuses what it must with JSON, never a 50
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import time
@@ -264,20 +265,29 @@ def test_a_call_over_the_plan_limit_is_refused_through_mcp(gateway, configure, u
     assert record["channel"] == "mcp" and record["status"] == 429 and record["error_code"] == "quota_exceeded"
 
 
-def test_the_sdk_client_in_auto_mode_falls_back_to_the_handshake(gateway, configure, upstream_a):
+def test_the_sdk_client_speaks_2026_07_28_without_a_handshake_and_any_revision_by_handshake(
+    gateway, configure, upstream_a
+):
     config = configure([upstream_a], openapi=NOTES)
+    name = f"{config.api.slug}_v1_getItem"
 
-    async def run():
+    async def run(mode: str):
         async with (
             httpx2.AsyncClient(headers={"X-API-Key": config.key}, timeout=30) as http,
-            Client(streamable_http_client(f"{gateway.url}/mcp", http_client=http)) as client,
+            Client(streamable_http_client(f"{gateway.url}/mcp", http_client=http), mode=mode) as client,
         ):
-            assert client.protocol_version == "2025-11-25"
-            assert client.server_info.name == "portico-gateway"
             tools = await client.list_tools()
-            return {tool.name for tool in tools.tools}
+            result = await client.call_tool(name, {"item_id": "7"})
+            return client.protocol_version, client.server_info, {tool.name for tool in tools.tools}, result
 
-    assert f"{config.api.slug}_v1_getItem" in asyncio.run(run())
+    # "auto": server/discover, then every request on its own (no initialize, no session).
+    version, info, names, result = asyncio.run(run("auto"))
+    assert version == "2026-07-28" and info is not None and info.name == "portico-gateway"
+    assert name in names and result.is_error is False and result.structured_content["raw_path"] == "/items/7"
+    # "legacy": the initialize handshake.
+    version, info, names, result = asyncio.run(run("legacy"))
+    assert version == "2025-11-25" and info.name == "portico-gateway"
+    assert name in names and result.is_error is False
 
 
 def test_no_key_or_a_bad_key_is_401_with_json_and_www_authenticate(gateway, configure, upstream_a):
@@ -366,3 +376,54 @@ def test_hostile_protocol_input_gets_json_errors_never_a_500(gateway, configure,
         assert answer.json()["result"]["isError"] is True, arguments
     # Still serving.
     assert rpc(gateway, b'{"jsonrpc":"2.0","id":1,"method":"ping"}', key).status_code == 200
+
+
+def test_2026_requests_carry_their_envelope_and_headers_that_agree_with_it(gateway, configure, upstream_a):
+    config = configure([upstream_a], openapi=NOTES)
+    name = f"{config.api.slug}_v1_getItem"
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+
+    def send(method: str, params: dict[str, Any], **headers: str) -> requests.Response:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        headers = {"MCP_Protocol_Version": "2026-07-28", "Mcp_Method": method, **headers}
+        return rpc(gateway, body, config.key, **headers)
+
+    listed = send("tools/list", {"_meta": envelope})
+    assert listed.status_code == 200
+    result = listed.json()["result"]
+    assert result["resultType"] == "complete" and result["cacheScope"] == "private" and result["ttlMs"] == 0
+    assert name in {tool["name"] for tool in result["tools"]}
+
+    before = requests.get(f"{upstream_a}/count", timeout=5).json()["requests"]
+    for answer, code, status in (
+        (send("tools/list", {}), -32602, 400),  # no envelope
+        (send("tools/list", {"_meta": envelope}, Mcp_Method="tools/call"), -32020, 400),
+        (
+            send("tools/list", {"_meta": {**envelope, "io.modelcontextprotocol/protocolVersion": "2025-11-25"}}),
+            -32020,
+            400,
+        ),
+        (
+            send("tools/call", {"_meta": envelope, "name": name, "arguments": {"item_id": "1"}}, Mcp_Name="other"),
+            -32020,
+            400,
+        ),
+        (
+            send("tools/call", {"_meta": envelope, "name": name, "arguments": {"item_id": "1"}}),
+            -32020,
+            400,
+        ),  # no Mcp-Name
+        (send("resources/list", {"_meta": envelope}), -32601, 404),
+        (send("tools/call", {"_meta": envelope, "name": "nope"}, Mcp_Name="nope"), -32602, 400),
+    ):
+        assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
+    assert requests.get(f"{upstream_a}/count", timeout=5).json()["requests"] == before  # nothing was called
+
+    # A name that is not plain ASCII travels base64-wrapped, as the SDK sends it.
+    wrapped = "=?base64?" + base64.b64encode(name.encode()).decode() + "?="
+    called = send("tools/call", {"_meta": envelope, "name": name, "arguments": {"item_id": "1"}}, Mcp_Name=wrapped)
+    assert called.status_code == 200 and called.json()["result"]["resultType"] == "complete"
+    assert called.json()["result"]["isError"] is False
