@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import csv
 import io
 import time
@@ -427,3 +428,36 @@ def test_2026_requests_carry_their_envelope_and_headers_that_agree_with_it(gatew
     called = send("tools/call", {"_meta": envelope, "name": name, "arguments": {"item_id": "1"}}, Mcp_Name=wrapped)
     assert called.status_code == 200 and called.json()["result"]["resultType"] == "complete"
     assert called.json()["result"]["isError"] is False
+
+
+def test_each_tool_call_is_one_record_and_the_envelope_none(gateway, configure, upstream_a, redis_client):
+    config = configure([upstream_a], openapi=NOTES, plan={"requests_per_second": 1000})
+    redis_client.delete(STREAM)
+    name = f"{config.api.slug}_v1_getItem"
+
+    def one(i: int) -> str:
+        params = {"name": name, "arguments": {"item_id": str(i)}}
+        body = orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
+        answer = rpc(gateway, body, config.key, MCP_Protocol_Version="2025-11-25").json()
+        assert answer["result"]["isError"] is False
+        return answer["result"]["_meta"]["portico/request-id"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(one, range(40)))
+    listing = rpc(gateway, b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}', config.key)
+    assert listing.status_code == 200
+    assert len(ids) == 40
+    deadline = time.monotonic() + 10
+    mine: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = [r for _i, f in redis_client.xrange(STREAM) for r in records_of(f)]
+        mine = [r for r in records if r["application_id"] == config.application.pk]
+        if len(mine) >= 41:
+            break
+        time.sleep(0.1)
+    tool_calls = [r for r in mine if r["path"] != "/mcp"]
+    assert sorted(r["request_id"] for r in tool_calls) == sorted(ids)  # each once
+    assert {r["channel"] for r in tool_calls} == {"mcp"} and {r["status"] for r in tool_calls} == {200}
+    # The tools/list request made no API call: it is one record of its own.
+    [envelope] = [r for r in mine if r["path"] == "/mcp"]
+    assert envelope["channel"] == "mcp" and envelope["api_id"] is None and envelope["status"] == 200
