@@ -364,6 +364,7 @@ async def call_prompt(
     path: str | None = None,
     client_ip: str = "",
     headers: Iterable[tuple[bytes, bytes]] = (),
+    channel: str = "",
 ) -> tuple[int, Json]:
     """Run a prompt API's call for a key the caller has already authenticated, without HTTP:
     the same pipeline (subscription to the prompt API, plan limits, budgets, PII, cache,
@@ -405,6 +406,7 @@ async def call_prompt(
 
     call = PromptCall(gateway, scope, receive, send, route)
     call.preauthenticated = key
+    call.record.channel = channel  # "mcp": the call log says the call came as a tool call
     call.record.api_id = route.api_id
     call.record.version_id = route.version_id
     if route.state == "retired":
