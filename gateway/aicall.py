@@ -404,6 +404,8 @@ class AiCall(Call):
                 upstream = adapter.chat_request(target, key, self.upstream_request, self.stream)
         except ProviderError as error:  # e.g. a key that cannot be sent in a header
             return error
+        except InvalidRequest as invalid:  # e.g. an image type this provider does not take: the client's 400
+            raise Refusal(400, invalid.code, invalid.message, param=invalid.param) from None
         pool_key, host, path = _upstream_address(upstream.url)
         # Head and body in one write: the body is small and already whole.
         message = b"".join(
@@ -637,14 +639,8 @@ class AiCall(Call):
         """Usage in the canonical meaning; estimated (and marked) when the provider gave none."""
         if isinstance(reported, Usage):
             self.usage = reported
-        elif isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
-            details = reported.get("prompt_tokens_details") or {}
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            self.usage = Usage(
-                prompt_tokens=reported["prompt_tokens"],
-                completion_tokens=int(reported.get("completion_tokens") or 0),
-                cached_tokens=cached if isinstance(cached, int) else 0,
-            )
+        elif (usage := Usage.from_openai(reported)) is not None:
+            self.usage = usage
         else:
             if streamed_tokens is not None:
                 completion_tokens = streamed_tokens

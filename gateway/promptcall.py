@@ -46,6 +46,7 @@ from llm.canonical import Json, Usage
 from llm.inbound.openai_chat import status_for
 from llm.pii import restore_completion
 from llm.prompts import (
+    MAX_BODY_BYTES,
     MAX_INPUT_DEPTH,
     FieldError,
     PromptSpec,
@@ -53,10 +54,10 @@ from llm.prompts import (
     chat_request,
     check_output,
     input_of,
-    nesting_depth,
     render,
     repair_request,
     structured_output,
+    too_deep,
     validate_input,
 )
 
@@ -238,7 +239,7 @@ class PromptCall(AiCall):
 
     def max_body_bytes(self) -> int:
         assert self.route is not None
-        return min(self.route.max_request_bytes, self.gateway.settings.llm_max_body_bytes)
+        return min(self.route.max_request_bytes, self.gateway.settings.llm_max_body_bytes, MAX_BODY_BYTES)
 
     def parse(self) -> None:
         """JSON object, depth, the input schema (422 with every field), then the rendered
@@ -247,7 +248,7 @@ class PromptCall(AiCall):
             body = orjson.loads(self.body)
         except orjson.JSONDecodeError:  # orjson also refuses nesting beyond 1024 levels here
             raise Refusal(400, "invalid_json", "The request body is not valid JSON.") from None
-        if nesting_depth(body, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH:
+        if too_deep(body):
             raise Refusal(400, "too_deeply_nested", f"The request body nests deeper than {MAX_INPUT_DEPTH} levels.")
         errors = validate_input(self.spec, body)
         if errors:
@@ -363,6 +364,7 @@ async def call_prompt(
     path: str | None = None,
     client_ip: str = "",
     headers: Iterable[tuple[bytes, bytes]] = (),
+    channel: str = "",
 ) -> tuple[int, Json]:
     """Run a prompt API's call for a key the caller has already authenticated, without HTTP:
     the same pipeline (subscription to the prompt API, plan limits, budgets, PII, cache,
@@ -404,6 +406,7 @@ async def call_prompt(
 
     call = PromptCall(gateway, scope, receive, send, route)
     call.preauthenticated = key
+    call.record.channel = channel  # "mcp": the call log says the call came as a tool call
     call.record.api_id = route.api_id
     call.record.version_id = route.version_id
     if route.state == "retired":

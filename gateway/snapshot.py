@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway.limits import PlanLimits
+from gateway.mcptools import EMPTY_CATALOG, McpCatalog, VersionSource, build_catalog
 from gateway.routing import RouteTable
 from llm.canonical import AiConfig
 from llm.prompts import PromptSpec, spec_from_row
@@ -99,6 +100,7 @@ class Snapshot:
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     grants: dict[tuple[int, int], Grant] = field(default_factory=dict)  # (application_id, api_id)
     ai: AiConfig = field(default_factory=AiConfig)  # model aliases and budgets (llm/snapshot.py)
+    mcp: McpCatalog = EMPTY_CATALOG  # the tools of live versions, per application (gateway/mcptools.py)
 
     @property
     def route_count(self) -> int:
@@ -127,6 +129,38 @@ def _deprecation_headers(version: ApiVersion, portal_url: str) -> tuple[tuple[by
     link = f'<{portal_url}/apis/{version.api.slug}/>; rel="deprecation"; type="text/html"'
     headers.append((b"link", link.encode()))
     return tuple(headers)
+
+
+def _mcp_catalog(grants: dict[tuple[int, int], Grant], routes: list[Route]) -> McpCatalog:
+    """The MCP tools of every published or deprecated REST and prompt version (retired and
+    draft ones are never tools), compiled here so tools/list is a lookup per request."""
+    from portal.models import ApiVersion, VersionState
+
+    live = ApiVersion.objects.filter(
+        state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED], api__kind__in=["rest", "prompt"]
+    ).select_related("api", "prompt")
+    served = {route.version_id: route for route in routes}
+    sources = []
+    for v in live:
+        route = served.get(v.pk)
+        if route is None or (route.prompt is not None and route.prompt.broken):
+            continue  # not routed, or a prompt the gateway refuses to serve (503): not a tool
+        prompt = getattr(v, "prompt", None) if v.api.kind == "prompt" else None
+        sources.append(
+            VersionSource(
+                api_id=v.api.pk,
+                api_slug=v.api.slug,
+                api_name=v.api.name,
+                version_id=v.pk,
+                version=v.version,
+                state=v.state,
+                document=v.openapi,
+                kind=v.api.kind,
+                prompt_input_schema=prompt.input_schema if prompt is not None else None,
+                prompt_description=v.api.description,
+            )
+        )
+    return build_catalog(sources, grants, served)
 
 
 def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
@@ -216,7 +250,12 @@ def build_snapshot(config_version: int) -> Snapshot:
         from llm.snapshot import build_ai_config
 
         return Snapshot(
-            version=config_version, routes=RouteTable(routes), keys=keys, grants=grants, ai=build_ai_config()
+            version=config_version,
+            routes=RouteTable(routes),
+            keys=keys,
+            grants=grants,
+            ai=build_ai_config(),
+            mcp=_mcp_catalog(grants, routes),
         )
     finally:
         close_old_connections()

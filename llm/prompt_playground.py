@@ -14,6 +14,7 @@ never raise: they come back as ``error_code``/``error_message``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from llm import pricing, tokens
-from llm.canonical import AiRoute, Json, ModelTarget, ProviderError, Usage
+from llm.canonical import AiRoute, InvalidRequest, Json, ModelTarget, ProviderError, Usage
 from llm.pii import apply_policy, restore_completion
 from llm.prompts import (
     FieldError,
@@ -42,6 +43,8 @@ from llm.router import Router, falls_back
 if TYPE_CHECKING:
     from llm.models import PromptVersion
 
+log = logging.getLogger(__name__)
+
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
@@ -59,7 +62,7 @@ class PlaygroundResult:
     provider: str = ""
     repaired: bool = False  # a first JSON answer did not conform and was repaired
     error_code: str = ""  # "" on success: invalid_prompt, invalid_input, model_unavailable, pii_blocked,
-    # content_policy, invalid_model_output, provider_<kind>, no_provider
+    # content_policy, invalid_request, invalid_model_output, provider_<kind>, no_provider, internal_error
     error_message: str = ""
     field_errors: list[FieldError] = field(default_factory=list)  # with invalid_input / invalid_model_output
 
@@ -105,6 +108,9 @@ def run_draft(prompt_version: PromptVersion, inputs: dict[str, Any]) -> Playgrou
         _run(spec, route, result)
     except _Failed as failure:
         result.error_code, result.error_message, result.field_errors = failure.code, failure.message, failure.errors
+    except Exception:  # the playground reports; a bug here must not become the author's 500
+        log.exception("playground run of prompt version %s failed", getattr(prompt_version, "pk", None))
+        result.error_code, result.error_message = "internal_error", "The playground failed; this is logged."
     result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return result
 
@@ -175,6 +181,8 @@ def _attempt(route: AiRoute, target: ModelTarget, key: Any, request: Json) -> Js
         upstream = adapter.chat_request(target, key, request, False)
     except ProviderError as error:
         return error
+    except InvalidRequest as invalid:  # this provider cannot take the request as built: no fallback helps
+        raise _Failed("invalid_request", invalid.message) from None
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in upstream.headers}
     try:
         response = requests.request(
@@ -207,15 +215,10 @@ def _attempt(route: AiRoute, target: ModelTarget, key: Any, request: Json) -> Js
 
 
 def _usage(completion: Json, request: Json) -> Usage:
-    reported = completion.get("usage")
-    if isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
-        details = reported.get("prompt_tokens_details") or {}
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        return Usage(
-            prompt_tokens=reported["prompt_tokens"],
-            completion_tokens=int(reported.get("completion_tokens") or 0),
-            cached_tokens=cached if isinstance(cached, int) else 0,
-        )
+    """As the gateway counts it (``AiCall.note_usage``): reported, else estimated and marked."""
+    reported = Usage.from_openai(completion.get("usage"))
+    if reported is not None:
+        return reported
     return Usage(
         prompt_tokens=tokens.estimate_prompt_tokens(request),
         completion_tokens=tokens.estimate_text_tokens(answer_text(completion)),

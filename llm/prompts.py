@@ -24,6 +24,7 @@ and messages never echo the client's values (``mask``).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import jsonschema_rs
 import orjson
 
 Json = dict[str, Any]
+log = logging.getLogger(__name__)
 
 OUTPUT_TEXT = "text"
 OUTPUT_JSON = "json"
@@ -43,7 +45,13 @@ DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 MAX_SCHEMA_BYTES = 64 * 1024  # an input or output schema, as compact JSON
 MAX_SCHEMA_DEPTH = 32  # nesting of objects/arrays inside a schema document
 MAX_SCHEMA_EXPANSION = 5_000  # schema nodes once every $ref is inlined (a "billion laughs" guard)
-MAX_INPUT_DEPTH = 64  # nesting of objects/arrays in a request body
+# Nesting of objects/arrays in a request body or an answer: what orjson encodes (254 levels;
+# ``too_deep``). Values are encoded into the prompt, so deeper ones could not be rendered.
+MAX_INPUT_DEPTH = 254
+# A prompt's input is text for a model: 1 MiB is about 250k tokens. It also bounds what an
+# invalid body costs to report: the validator converts the offending instance into Python
+# to build each error, element by element.
+MAX_BODY_BYTES = 1024 * 1024
 MAX_FIELD_ERRORS = 50  # a 422 lists at most this many fields
 MAX_MESSAGE_CHARS = 300
 MAX_PATH_CHARS = 200
@@ -159,6 +167,16 @@ def nesting_depth(value: Any, limit: int) -> int:
             return deepest
         stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than MAX_INPUT_DEPTH: orjson's encoder refuses it. One
+    pass in C, where a Python walk would visit every element of the body on the event loop."""
+    try:
+        orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: "Recursion limit reached" (parsed JSON has nothing else to refuse)
+        return True
+    return False
 
 
 def check_schema(schema: Any, *, require_object: bool = True) -> list[str]:
@@ -373,8 +391,15 @@ def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def schema_errors(schema: Json, value: Any, key: bytes = b"") -> list[FieldError]:
     """Every way ``value`` fails ``schema`` (at most MAX_FIELD_ERRORS), by JSON path. A
     missing required property is reported at its own path (``$.text``), not its parent's."""
+    try:
+        return _schema_errors(validator_for(schema, key), value)
+    except Exception:  # the validator's own failure must be a clear refusal, never a 500
+        log.exception("a schema could not be applied")
+        return [FieldError("$", "The value could not be validated against the schema.")]
+
+
+def _schema_errors(validator: Any, value: Any) -> list[FieldError]:
     errors: list[FieldError] = []
-    validator = validator_for(schema, key)
     if validator.is_valid(value):  # the common case: no error objects built
         return errors
     for error in validator.iter_errors(value):
@@ -406,7 +431,7 @@ def validate_input(spec: PromptSpec, body: Any) -> list[FieldError]:
     The reserved ``stream`` key is checked here (a boolean) and left out of the schema's view."""
     if not isinstance(body, dict):
         return [FieldError("$", "The request body must be a JSON object.")]
-    if nesting_depth(body, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH:
+    if too_deep(body):
         return [FieldError("$", f"The request body nests deeper than {MAX_INPUT_DEPTH} levels.")]
     errors = []
     if "stream" in body and not isinstance(body["stream"], bool):
@@ -436,7 +461,7 @@ def check_output(spec: PromptSpec, text: str) -> tuple[Any, list[FieldError]]:
     value, errors = parse_output(text)
     if errors:
         return None, errors
-    if nesting_depth(value, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH:
+    if too_deep(value):
         return None, [FieldError("$", "The answer nests too deeply.")]
     return value, schema_errors(spec.output_schema, value, spec.output_key)
 

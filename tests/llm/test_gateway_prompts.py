@@ -13,10 +13,12 @@ from decimal import Decimal
 import orjson
 import pytest
 import requests
+from django.conf import settings
 from django.utils import timezone
 
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
+from llm.prompts import MAX_BODY_BYTES
 from portal.models import Subscription
 from portal.services import lifecycle
 from tests.llm.conftest import Budget, MockLLM, Target
@@ -109,7 +111,7 @@ def test_invalid_input_is_422_listing_every_field_by_path(ai_route, gateway, moc
         (b"\xff\xfe", 400, "invalid_json"),
         (b"[1, 2]", 422, "invalid_input"),
         (b'{"text": "a", "language": "en", "stream": "yes"}', 422, "invalid_input"),
-        (b'{"text": "a", "language": "en", "tags": ' + b"[" * 100 + b"]" * 100 + b"}", 400, "too_deeply_nested"),
+        (b'{"text": "a", "language": "en", "tags": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "too_deeply_nested"),
         (b"[" * 5000 + b"]" * 5000, 400, "invalid_json"),
     ],
 )
@@ -130,6 +132,12 @@ def test_oversized_bodies_are_413(ai_route, gateway, mock_llm):
         yield big[3000:]
 
     response = post(gateway, built, data=chunks())  # chunked: no declared length
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    # Whatever the version allows (10 MiB by default), a prompt's body stops at 1 MiB.
+    roomy = built_api(ai_route)
+    assert roomy.version.max_request_bytes > MAX_BODY_BYTES
+    huge = orjson.dumps({"text": "x", "language": "en", "tags": [1] * (MAX_BODY_BYTES // 2)})
+    response = post(gateway, roomy, data=huge)
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
     assert mock_llm.requests(kind="openai") == []
 
@@ -323,3 +331,33 @@ def test_without_structured_output_the_schema_goes_in_the_system_prompt_and_is_s
     system = first["body"]["messages"][0]["content"]
     assert system.startswith("You classify sentiment.") and '"enum":["positive","negative","neutral"]' in system
     assert "not valid JSON" in second["body"]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini"])
+def test_any_provider_serves_a_prompt_api_streamed_or_not(ai_route, gateway, mock_llm, kind):
+    built = built_api(ai_route, targets=[Target(kind)])
+    whole = post(gateway, built)
+    assert whole.status_code == 200, whole.text
+    streamed = post(gateway, built, {**GOOD, "stream": True}, stream=True)
+    events = [line[len("data: ") :] for line in streamed.iter_lines(decode_unicode=True) if line]
+    assert events[-1] == "[DONE]"
+    payloads = [orjson.loads(e) for e in events[:-1]]
+    text = "".join(p["text"] for p in payloads if p["type"] == "delta")
+    first, _second = mock_llm.requests(kind=kind)
+    assert text == whole.json()["output"] == MockLLM.answer_for(first).text
+    assert payloads[-1]["usage"] == whole.json()["usage"]
+
+
+def test_the_portals_try_it_console_can_call_a_prompt_api(ai_route, gateway):
+    """CORS as for REST routes: the preflight, then the POST with the portal's origin."""
+    built = built_api(ai_route)
+    origin = settings.PORTICO_CORS_ORIGINS[0]
+    preflight = requests.options(
+        gateway.url + built.base_path,
+        headers={"origin": origin, "access-control-request-method": "POST"},
+        timeout=5,
+    )
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == origin
+    response = post(gateway, built, headers={"origin": origin})
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == origin
+    assert "x-request-id" in response.headers["access-control-expose-headers"]

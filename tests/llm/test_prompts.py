@@ -149,7 +149,7 @@ def test_validate_input_enum_and_body_shape():
     ]
     deep: dict = {}
     node = deep
-    for _ in range(100):
+    for _ in range(300):
         node["meta"] = {}
         node = node["meta"]
     errors = validate_input(spec(), {"text": "hi", "language": "en", "meta": deep})
