@@ -177,6 +177,9 @@ class Call:
             await self.answer_preflight()
             return
         self.route_request()
+        if self.route.prompt is not None:  # type: ignore[union-attr]
+            await self.hand_to_prompt()
+            return
         if marks is not None:
             marks.append(("auth", perf_counter_ns(), None))
         await self.authenticate()
@@ -205,6 +208,17 @@ class Call:
         """What a span may say of the path: the route's base path (the rest may carry ids or
         secrets), or nothing when no route matched."""
         return self.route.base_path if self.route is not None else ""
+
+    async def hand_to_prompt(self) -> None:
+        """A prompt API's route: the prompt pipeline (gateway/promptcall.py) takes the call
+        over from here and records it itself. Imported here, once routed, so REST calls
+        never pay for it."""
+        from gateway.promptcall import PromptCall
+
+        self.recorded = True
+        prompt_call = PromptCall.taking_over(self)
+        self.marks = None  # its spans are the prompt call's
+        await prompt_call.run()
 
     def is_preflight(self) -> bool:
         origin = self.fields.get(b"origin")

@@ -6,6 +6,7 @@ published again (un-deprecated) before it is retired.
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,7 +27,9 @@ ALLOWED_MOVES = {
 }
 
 
-def _move(version: ApiVersion, target: str, actor, **details) -> ApiVersion:
+def _move(version: ApiVersion, target: str, actor, *, prepare=None, **details) -> ApiVersion:
+    """Move ``version`` to ``target``. ``prepare(locked_version)``, if given, runs on the
+    locked row before the move and may refuse it or set fields saved with it."""
     with transaction.atomic():
         version = ApiVersion.objects.select_for_update().select_related("api").get(pk=version.pk)
         current = VersionState(version.state)
@@ -35,6 +38,8 @@ def _move(version: ApiVersion, target: str, actor, **details) -> ApiVersion:
                 f"Version {version.version} of {version.api.name} is {current.label.lower()}; "
                 f"it cannot become {VersionState(target).label.lower()}."
             )
+        if prepare is not None:
+            prepare(version)
         now = timezone.now()
         version.state = target
         if target == VersionState.PUBLISHED:
@@ -70,11 +75,37 @@ def publish_version(version: ApiVersion, actor) -> ApiVersion:
         # An AI API's version carries only the lifecycle: its model routes (llm.ModelRoute)
         # say where calls go, so it needs neither a base path nor upstream targets.
         return _move(version, VersionState.PUBLISHED, actor)
+    if version.api.kind == ApiKind.PROMPT:
+        return _move(version, VersionState.PUBLISHED, actor, prepare=_prepare_prompt)
     if not version.base_path:
         raise InvalidInput("A version of a REST API needs a base path before it is published.")
     if not version.targets.filter(enabled=True).exists():
         raise InvalidInput("A version needs at least one enabled upstream target before it is published.")
     return _move(version, VersionState.PUBLISHED, actor)
+
+
+def _prepare_prompt(version: ApiVersion) -> None:
+    """A prompt version publishes only with a valid prompt on a served route; its OpenAPI
+    document is generated from the prompt's schemas and stored with it, so the catalog, the
+    docs page and try-it serve it as they do a REST API's (llm/prompt_openapi.py)."""
+    # Imported here: llm's models import portal's, and portal's services load first.
+    from llm.prompt_openapi import build_document
+    from llm.prompt_services import check_publishable
+
+    if not version.base_path:
+        raise InvalidInput("A version of a prompt API needs a base path before it is published.")
+    prompt = check_publishable(version)
+    version.openapi = build_document(
+        title=version.api.name,
+        version=version.version,
+        description=version.api.description,
+        base_path=version.base_path,
+        input_schema=prompt.input_schema,
+        output_mode=prompt.output_mode,
+        output_schema=prompt.output_schema,
+        server_url=settings.PORTICO_GATEWAY_URL,
+        model=prompt.route.alias,
+    )
 
 
 def deprecate_version(version: ApiVersion, actor, sunset_at: datetime | None = None, reason: str = "") -> ApiVersion:

@@ -6,6 +6,7 @@ loopback OTLP receiver) show the AI steps, one span per provider attempt."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.conf import settings
@@ -122,3 +123,42 @@ def test_each_provider_attempt_is_a_span_of_its_own(ai_route, mock_llm, call_rec
     }
     (root,) = [s for s in spans if s.kind == SERVER]
     assert parents == {root.span_id}
+
+
+def test_a_prompt_api_call_keeps_one_trace_and_one_call_span(ai_route, gateway, mock_llm, call_record, receiver):
+    import orjson
+    import requests
+
+    from tests.llm.prompt_apis import model_route, prompt_api
+
+    built = prompt_api(ai_route, model_route(ai_route, ()))
+    gateway.wait_for_config()
+
+    def post(headers):
+        response = requests.post(
+            gateway.url + built.base_path,
+            data=orjson.dumps({"text": "I love this", "language": "en"}),
+            headers={"authorization": f"Bearer {built.key}", "content-type": "application/json", **headers},
+            timeout=15,
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["x-request-id"]
+
+    # Started by the gateway: the record and the provider see the same trace.
+    request_id = post({})
+    (seen,) = mock_llm.requests(kind="openai")
+    assert call_record(request_id)["trace_id"] == provider_traceparent(seen)[0]
+
+    sampled = "d" * 32
+    request_id = post({"traceparent": f"00-{sampled}-{PARENT}-01"})
+    assert call_record(request_id)["trace_id"] == sampled
+    seen = mock_llm.requests(kind="openai")[-1]
+    trace_id, parent_id, _flags = provider_traceparent(seen)
+    receiver.wait_for(sampled, 2)
+    time.sleep(0.5)  # a second export of the same call would have come by now
+    spans = receiver.of_trace(sampled)
+    roots = [s for s in spans if s.kind == SERVER]
+    assert len(roots) == 1, roots  # the REST call that handed over exports nothing of its own
+    assert trace_id == sampled and roots[0].span_id == parent_id and roots[0].parent_span_id == PARENT
+    assert roots[0].name == f"POST {built.base_path}"
+    assert any(s.name == "provider" for s in spans)

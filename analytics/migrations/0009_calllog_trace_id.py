@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0007_alert_rules_events_webhooks'),
+        ('analytics', '0008_calllog_channel'),
     ]
 
     operations = [
