@@ -8,17 +8,19 @@ list append); after its answer has left, ``SpanExport.export`` turns the stamps 
 encodes and posts them. The event loop never waits on the collector: when the processor's
 queue is full (a collector that is down or slow), spans are dropped, and the SDK logs it.
 
-The SDK's own protobuf encoder builds a message object per span and per attribute: about
-25 us per span and 50 for the call's (on this 2-core box), which at 1% sampling was 5% of a
-worker's CPU, mostly in bursts on the processor's thread that held the GIL against the event
-loop. ``encode_request`` writes the same OTLP bytes directly (a test decodes both and
-compares them); the exporter keeps everything else of the SDK's OTLP/HTTP exporter (its
-HTTP client: retries, headers, compression, TLS), and falls back to the SDK's encoding when
-that client is not where this version of the SDK keeps it.
+The SDK's own protobuf encoder builds a message object per span and per attribute: 25 us a
+span, 50 for the call's with its attributes, on this 2-core box. ``encode_request`` writes
+the same OTLP bytes directly (a test decodes both and compares them), which took a sampled
+call's whole cost (build, queue, encode, post) from 141 to 80 us of CPU in a loop; the
+exporter keeps everything else of the SDK's OTLP/HTTP exporter (its HTTP client: retries,
+headers, compression, TLS), and falls back to the SDK's encoding when that client is not
+where this version of the SDK keeps it. What span export costs a worker is measured in
+``python -m bench.run --only-tracing`` (bench/README.md).
 
 The spans: the call (kind SERVER, the gateway's span id, the one sent upstream in
-``traceparent``, under the client's parent span when there was one), and one INTERNAL child
-per step, each from its stamp to the next (the last to the call's end). No span carries a
+``traceparent``, under the client's parent span when there was one), and one child per step
+(CLIENT for the upstream and each provider attempt, INTERNAL for the others), each from its
+stamp to the next (the last to the call's end). No span carries a
 key, a body, a query string or the path past the route's base path.
 """
 
