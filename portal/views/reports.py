@@ -51,6 +51,9 @@ def _list(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
     except NotFound:
         raise Http404("No such page.") from None
     page = Paginator(found.only(*LIST_FIELDS), PER_PAGE).get_page(request.GET.get("page"))
+    for report in page:
+        rate = report.data.get("current", {}).get("error_rate")
+        report.error_rate_text = "–" if rate is None else f"{rate * 100:.2f} %"
     context = {"scope": tenant, "page": page, "kinds": ReportKind.choices}
     with timezone.override(UTC):
         return render(request, "portal/analytics/reports.html", context, status=status)
