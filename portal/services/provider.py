@@ -228,8 +228,8 @@ def check_upstream_url(url: str) -> None:
     """Refuse an upstream URL whose host is, or resolves to, a non-global address.
 
     Every address the name resolves to is checked (a name with one public and one private
-    address is refused). The gateway resolves again when it connects; see the report of
-    issue 14 for that side.
+    address is refused). The gateway resolves again at every new connection and applies the
+    same rule to targets saved with ``requires_public_address`` (``_create_target``).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -260,6 +260,18 @@ def _clean_targets(targets: list[TargetSpec], actor: Any) -> list[TargetSpec]:
         if not is_staff(actor):  # staff are trusted with internal upstreams (demo, tests, on-prem)
             check_upstream_url(target.url)
     return targets
+
+
+def _create_target(version: ApiVersion, target: TargetSpec, actor: Any) -> UpstreamTarget:
+    # A team's target keeps its save-time rule at connect time too: the gateway checks the
+    # address it resolved on every new connection (a name can be repointed after saving).
+    return UpstreamTarget.objects.create(
+        version=version,
+        url=target.url,
+        weight=target.weight,
+        enabled=target.enabled,
+        requires_public_address=not is_staff(actor),
+    )
 
 
 def _check_policy(fields: dict[str, Any]) -> None:
@@ -337,7 +349,7 @@ def create_version(
         except IntegrityError as error:
             raise InvalidInput("That version or base path is taken; choose another.") from error
         for target in targets:
-            UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+            _create_target(row, target, actor)
         audit.record(
             actor,
             ProviderAction.VERSION_CREATED,
@@ -395,7 +407,7 @@ def update_version(
                 raise InvalidInput("A routed version needs at least one enabled upstream target.")
             row.targets.all().delete()
             for target in targets:
-                UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+                _create_target(row, target, actor)
             changed.append("targets")
         audit.record(actor, ProviderAction.VERSION_UPDATED, row, tenant=row.api.owner, changed=changed)
         if row.state != "draft":
