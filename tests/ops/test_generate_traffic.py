@@ -77,7 +77,9 @@ def test_a_few_seconds_of_traffic_hold_every_kind_of_call(gateway, demo):
 
     calls = ingested_since(started)
     statuses = {call.status for call in calls}
-    assert len(calls) >= 100, summary  # ~200 asked for; a busy machine sends fewer, never none
+    # ~200 asked for. The mix is seeded, so the order of kinds is fixed: by the 70th call every
+    # kind has come up, and "Acme Trial" (5 a minute, a burst of 5) has made its 6th call.
+    assert len(calls) >= 80, summary
     assert any(200 <= s < 300 for s in statuses)
     assert {401, 429} <= statuses and statuses & {404, 410}, statuses
     assert statuses & {500, 502, 503}, statuses  # the demo upstream's errors, passed on
