@@ -5,6 +5,8 @@ several APIs and applications, successes, 4xx, 429s, upstream errors and AI call
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from analytics.ingest import ingest_call_logs
@@ -127,3 +131,39 @@ def test_bad_arguments_are_refused_clearly(args, message):
 def test_without_the_demo_it_says_to_seed_first(gateway):
     with pytest.raises(CommandError, match="run `manage.py seed_demo` first"):
         call_command("generate_traffic", "--gateway", gateway.url, "--duration", "1", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_it_cleanly_with_a_summary(gateway, demo, signum, tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "generate_traffic", "--gateway", gateway.url, "--rate", "10"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        lines = []
+        while not any(line.startswith("Sending") for line in lines):  # the keys are served
+            line = process.stdout.readline()
+            assert line, f"it stopped: {''.join(lines)} {errors.read_text()[-2000:]}"
+            lines.append(line)
+        time.sleep(1.5)
+        process.send_signal(signum)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = errors.read_text()
+    assert process.returncode == 0, err[-2000:]
+    assert "Done:" in out and "Traceback" not in err, (out, err[-2000:])
