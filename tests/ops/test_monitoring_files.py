@@ -1,13 +1,16 @@
 """docker/'s Grafana dashboard and Prometheus alert rules query only metrics the real gateway
 exports, with labels it sets; the rules file has Prometheus's structure; prometheus.yml scrapes
-the gateway's metrics path with its ops token. (No promtool here: the files are read with the
-small reader in tests/ops/promql.py.)"""
+the gateway's metrics path with its ops token. The files are read with the small reader in
+tests/ops/promql.py, so none of this needs promtool; when it is installed, the alerts are also
+unit-tested with it (tests/ops/alerts_test.yml)."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -196,3 +199,17 @@ def test_every_metric_the_dashboard_and_the_alerts_query_is_exported_by_the_gate
         time.sleep(0.25)
     assert not missing, "queried but not exported (or without those labels):\n" + "\n".join(missing)
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_alerts_fire_on_their_situations_with_promtool():
+    """``promtool test rules`` on tests/ops/alerts_test.yml, when promtool is installed
+    (Debian's ``prometheus`` package); the structure test above runs without it."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    checked = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"], cwd=Path(__file__).parent, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
