@@ -11,7 +11,7 @@ class CallLog(models.Model):
     time = models.DateTimeField(db_index=True)
     # No index of their own: every query of the explorer, the call page and the reports is
     # planned on ``time`` or ``(tenant_id, time)`` with or without one, and each index is paid
-    # on every ingested row (bench/calllog_indexes.py; migration 0008).
+    # on every ingested row (bench/calllog_indexes.py; migration 0009).
     api_id = models.BigIntegerField(null=True, blank=True)
     version_id = models.BigIntegerField(null=True, blank=True)
     tenant_id = models.BigIntegerField(null=True, blank=True)

@@ -56,12 +56,12 @@ def fill_sql(rows: int) -> str:
     return f"""
     INSERT INTO {TABLE} (request_id, client_request_id, time, api_id, version_id, tenant_id, application_id,
         key_prefix, method, path, status, latency_ms, bytes_in, bytes_out, cache_hit, error_code, client_ip,
-        model, provider, upstream_model, tokens_estimated, pii_masked, fallbacks)
+        model, provider, upstream_model, tokens_estimated, pii_masked, fallbacks, channel)
     SELECT 'bench-' || g, '', now() - ((({rows} - g)::float / {rows}) * interval '14 days'),
         CASE WHEN g % 200 = 0 THEN {RARE_API} ELSE g % 8 + 1 END, g % 8 + 101, g % 25 + 1, g % 75 + 1,
         'pk' || (g % 60), 'GET', '/api/v1/items/' || (g % 1000),
         (ARRAY[200, 200, 200, 201, 204, 404, 429, 500, 502, 200])[g % 10 + 1], 20 + g % 50, 0, 512, false,
-        CASE WHEN g % 10 IN (5, 6, 7, 8) THEN 'error' ELSE '' END, '10.0.0.1', '', '', '', false, 0, 0
+        CASE WHEN g % 10 IN (5, 6, 7, 8) THEN 'error' ELSE '' END, '10.0.0.1', '', '', '', false, 0, 0, ''
     FROM generate_series(1, {rows}) AS g
     """  # noqa: S608
 

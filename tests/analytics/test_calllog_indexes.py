@@ -1,4 +1,4 @@
-"""CallLog keeps the indexes its queries use and no other (migration 0008): each index is
+"""CallLog keeps the indexes its queries use and no other (migration 0009): each index is
 paid on every ingested row. See bench/calllog_indexes.py for the plans and the ingest rates."""
 
 import pytest

@@ -16,7 +16,7 @@ INDEXES = {
 
 
 class Migration(migrations.Migration):
-    dependencies = [("analytics", "0007_alert_rules_events_webhooks")]
+    dependencies = [("analytics", "0008_calllog_channel")]
 
     operations = [
         migrations.SeparateDatabaseAndState(
