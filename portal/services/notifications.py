@@ -1,5 +1,7 @@
 """Emails to people about decisions that concern them. Sent after commit, never fatal."""
 
+from __future__ import annotations
+
 import logging
 
 from django.conf import settings
@@ -116,8 +118,10 @@ def notify_tenant_owners(tenant, subject: str, body: str) -> int:
 
 def send_invitation(invitation: Invitation, token: str) -> bool:
     """E-mail the invitation's link (the only place its token ever goes). Called once the
-    invitation is committed; returns whether the mail server took the message, so the
-    caller can withdraw an invitation nobody could ever accept. A failure is logged."""
+    invitation is committed (``tenants.invite_member`` commits it in a durable transaction
+    first: the same moment ``on_commit`` would send it), but synchronously, because the
+    caller needs the answer: it withdraws an invitation nobody could ever accept. Returns
+    whether the mail server took the message; a failure is logged, never raised."""
     link = settings.PORTICO_PORTAL_URL.rstrip("/") + reverse("accept_invitation", args=[token])
     inviter = invitation.invited_by.username if invitation.invited_by else "Portico"
     team = " ".join(invitation.tenant.name.split())  # a name is one header line, whatever was typed

@@ -47,7 +47,7 @@ def applications(request):
     form = ApplicationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            app = applications_service.create_application(membership.tenant, request.user, **form.cleaned_data)
+            app = applications_service.create_application(membership.tenant, actor=request.user, **form.cleaned_data)
         except InvalidInput as error:
             form.add_error("name", error.message)
         except ServiceError as error:
@@ -86,7 +86,7 @@ def application_edit(request, pk):
         messages.error(request, _form_errors(form))
         return redirect("application_detail", pk=pk)
     try:
-        applications_service.update_application(app, request.user, **form.cleaned_data)
+        app = applications_service.update_application(app, actor=request.user, **form.cleaned_data)
     except ServiceError as error:
         messages.error(request, error.message)
     else:
@@ -99,7 +99,7 @@ def application_edit(request, pk):
 def application_delete(request, pk):
     app = _application(request, pk)
     try:
-        applications_service.delete_application(app, request.user)
+        applications_service.delete_application(app, actor=request.user)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("application_detail", pk=pk)
@@ -120,7 +120,7 @@ def subscribe(request, slug):
     if request.method == "POST" and form.is_valid():
         try:
             sub, created = subscriptions.request_subscription(
-                form.cleaned_data["application"], api, form.cleaned_data["plan"], request.user
+                form.cleaned_data["application"], api, form.cleaned_data["plan"], actor=request.user
             )
         except ServiceError as error:
             messages.error(request, error.message)
@@ -157,7 +157,7 @@ def key_create(request, pk):
         return redirect("application_detail", pk=pk)
     try:
         key, secret = keys.create_api_key(
-            app, request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
+            app, actor=request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
         )
     except ServiceError as error:
         messages.error(request, error.message)
@@ -171,7 +171,7 @@ def key_create(request, pk):
 def key_rotate(request, pk, key_pk):
     key = _key(request, pk, key_pk)
     try:
-        new, secret = keys.rotate_api_key(key, request.user)
+        new, secret = keys.rotate_api_key(key, actor=request.user)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("application_detail", pk=pk)
@@ -183,7 +183,7 @@ def key_rotate(request, pk, key_pk):
 def key_revoke(request, pk, key_pk):
     key = _key(request, pk, key_pk)
     try:
-        keys.revoke_api_key(key, request.user)
+        keys.revoke_api_key(key, actor=request.user)
         messages.success(request, f"Key {key.prefix}… is revoked; the gateway refuses it within a second.")
     except NotFound as error:
         raise Http404(error.message) from error

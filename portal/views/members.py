@@ -34,7 +34,7 @@ def members(request):
         else:
             try:
                 invitation, _token = tenants.invite_member(
-                    mine.tenant, form.cleaned_data["email"], form.cleaned_data["role"], request.user
+                    mine.tenant, form.cleaned_data["email"], form.cleaned_data["role"], actor=request.user
                 )
             except InvalidInput as error:
                 form.add_error("email", error.message)
@@ -71,10 +71,10 @@ def member_update(request, pk):
     target = get_object_or_404(Membership, pk=pk, tenant=tenant)
     try:
         if request.POST.get("action") == "remove":
-            tenants.remove_member(target, request.user)
+            tenants.remove_member(target, actor=request.user)
             messages.success(request, f"{target.user.username} left {tenant.name}.")
         else:
-            tenants.change_role(target, request.POST.get("role", ""), request.user)
+            tenants.change_role(target, request.POST.get("role", ""), actor=request.user)
             messages.success(request, f"{target.user.username} is now {target.get_role_display().lower()}.")
     except ServiceError as error:
         messages.error(request, error.message)
@@ -85,7 +85,7 @@ def member_update(request, pk):
 def accept_invitation(request, token):
     if request.method == "POST":
         try:
-            membership = tenants.accept_invitation(token, request.user)
+            membership = tenants.accept_invitation(token, actor=request.user)
         except NotFound as error:
             raise Http404(error.message) from error
         except ServiceError as error:

@@ -176,17 +176,20 @@ def version_move(request: HttpRequest, slug: str, pk: int, move: str) -> HttpRes
     version = _version(api, pk)
     try:
         if move == "publish":
-            lifecycle.publish_version(version, request.user)
+            lifecycle.publish_version(version, actor=request.user)
         elif move == "deprecate":
             form = DeprecateForm(request.POST)
             if not form.is_valid():
                 messages.error(request, _errors(form))
                 return redirect("provider_api", slug=api.slug)
             lifecycle.deprecate_version(
-                version, request.user, sunset_at=form.cleaned_data["sunset_at"], reason=form.cleaned_data["reason"]
+                version,
+                actor=request.user,
+                sunset_at=form.cleaned_data["sunset_at"],
+                reason=form.cleaned_data["reason"],
             )
         elif move == "retire":
-            lifecycle.retire_version(version, request.user, reason=request.POST.get("reason", "")[:500])
+            lifecycle.retire_version(version, actor=request.user, reason=request.POST.get("reason", "")[:500])
         else:
             raise Http404("No such move.")
     except ServiceError as error:
@@ -218,9 +221,9 @@ def decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     reason = form.cleaned_data["reason"]
     try:
         if decision == "approve":
-            decided: Subscription = subscriptions.approve_subscription(subscription, request.user, reason=reason)
+            decided: Subscription = subscriptions.approve_subscription(subscription, actor=request.user, reason=reason)
         elif decision == "reject":
-            decided = subscriptions.reject_subscription(subscription, request.user, reason=reason)
+            decided = subscriptions.reject_subscription(subscription, actor=request.user, reason=reason)
         else:
             raise Http404("No such decision.")
     except ServiceError as error:

@@ -31,7 +31,9 @@ def token_list(request):
         days = form.cleaned_data["expires_in"]
         expires_at = timezone.now() + timedelta(days=int(days)) if days else None
         try:
-            token, secret = tokens.create_access_token(request.user, form.cleaned_data["name"], expires_at=expires_at)
+            token, secret = tokens.create_access_token(
+                actor=request.user, name=form.cleaned_data["name"], expires_at=expires_at
+            )
         except ServiceError as error:
             form.add_error("name", error.message)
         else:
@@ -48,7 +50,7 @@ def token_list(request):
 def token_revoke(request, pk):
     token = get_object_or_404(PersonalAccessToken, pk=pk, user=request.user)
     try:
-        tokens.revoke_access_token(token, request.user)
+        tokens.revoke_access_token(token, actor=request.user)
     except ServiceError as error:
         messages.error(request, error.message)
     else:

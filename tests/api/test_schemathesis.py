@@ -33,8 +33,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def acme_world(alice, bob, acme, app, api, free_plan, gold_plan, globex_app):
     """Something to find behind most ids: a key, an approved subscription, another tenant's app."""
-    keys.create_api_key(app, bob, name="prod")
-    subscriptions.request_subscription(app, api, free_plan, bob)
+    keys.create_api_key(app, actor=bob, name="prod")
+    subscriptions.request_subscription(app, api, free_plan, actor=bob)
 
 
 def exercise(operation, base_url: str, headers: dict, failures: list) -> None:
@@ -63,7 +63,7 @@ def test_generated_requests_get_only_documented_answers(request, who, live_serve
             continue
         exercised += 1
         # A fresh token per operation: the token endpoints may well revoke the one in use.
-        headers = {"Authorization": f"Token {create_access_token(person, 'schemathesis')[1]}"}
+        headers = {"Authorization": f"Token {create_access_token(actor=person, name='schemathesis')[1]}"}
         exercise(operation, live_server.url, headers, failures)
     assert exercised >= 20
     assert not failures, "\n\n".join(failures)

@@ -200,12 +200,12 @@ def configure(gateway):
         for target in targets:
             url, weight = target if isinstance(target, tuple) else (target, 100)
             UpstreamTarget.objects.create(version=version, url=url, weight=weight)
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
         plan_obj = Plan.objects.create(api=api, name="Plan", **(plan or {}))
         application = Application.objects.create(tenant=tenant, name="App")
         if subscribe:
-            subscriptions.request_subscription(application, api, plan_obj, owner)
-        key, secret = keys.create_api_key(application, owner)
+            subscriptions.request_subscription(application, api, plan_obj, actor=owner)
+        key, secret = keys.create_api_key(application, actor=owner)
         gateway.wait_for_config()
         return Config(api, version, plan_obj, application, secret, key.prefix, owner, f"/{slug}")
 

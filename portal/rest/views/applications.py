@@ -40,7 +40,7 @@ class ApplicationViewSet(
         data.is_valid(raise_exception=True)
         tenant = chosen_tenant(request.user, data.validated_data.get("tenant"))
         app = applications.create_application(
-            tenant, request.user, name=data.validated_data["name"], description=data.validated_data["description"]
+            tenant, actor=request.user, name=data.validated_data["name"], description=data.validated_data["description"]
         )
         return Response(s.ApplicationSerializer(app).data, status=status.HTTP_201_CREATED)
 
@@ -48,11 +48,11 @@ class ApplicationViewSet(
         app = self.get_object()
         data = s.ApplicationUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        app = applications.update_application(app, request.user, **data.validated_data)
+        app = applications.update_application(app, actor=request.user, **data.validated_data)
         return Response(s.ApplicationSerializer(app).data)
 
     def perform_destroy(self, instance):
-        applications.delete_application(instance, self.request.user)
+        applications.delete_application(instance, actor=self.request.user)
 
     @extend_schema(responses=s.ApiKeySerializer(many=True), description="The application's keys, newest first.")
     @action(detail=True, methods=["get"])
@@ -72,6 +72,6 @@ class ApplicationViewSet(
         data = s.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         limits.check_key_creation(request)
-        key, secret = key_service.create_api_key(app, request.user, **data.validated_data)
+        key, secret = key_service.create_api_key(app, actor=request.user, **data.validated_data)
         key.secret = secret
         return secret_created(s.NewApiKeySerializer(key).data)

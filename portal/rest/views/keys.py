@@ -38,11 +38,13 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         data = s.RotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         limits.check_key_rotation(request)
-        new, secret = key_service.rotate_api_key(key, request.user, grace_seconds=data.validated_data["grace_seconds"])
+        new, secret = key_service.rotate_api_key(
+            key, actor=request.user, grace_seconds=data.validated_data["grace_seconds"]
+        )
         new.secret = secret
         return secret_created(s.NewApiKeySerializer(new).data)
 
     @extend_schema(request=None, responses=s.ApiKeySerializer, description="Stop the key at once.")
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        return Response(s.ApiKeySerializer(key_service.revoke_api_key(self.get_object(), request.user)).data)
+        return Response(s.ApiKeySerializer(key_service.revoke_api_key(self.get_object(), actor=request.user)).data)

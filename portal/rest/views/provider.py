@@ -162,7 +162,7 @@ class ProviderVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
             extra = {"sunset_at": data.validated_data["sunset_at"], "reason": data.validated_data["reason"]}
         elif target == VersionState.RETIRED:
             extra = {"reason": data.validated_data["reason"]}
-        lifecycle.set_version_state(version, target, request.user, **extra)
+        lifecycle.set_version_state(version, target, actor=request.user, **extra)
         return Response(s.ProviderVersionSerializer(self.get_queryset().get(pk=version.pk)).data)
 
 
@@ -213,7 +213,7 @@ class ProviderSubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
     def _decide(self, request: Request, decision: Any) -> Response:
         data = s.DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sub = decision(self.get_object(), request.user, reason=data.validated_data["reason"])
+        sub = decision(self.get_object(), actor=request.user, reason=data.validated_data["reason"])
         return Response(s.ProviderSubscriptionSerializer(sub).data)
 
     @extend_schema(request=s.DecisionSerializer, responses=s.ProviderSubscriptionSerializer)

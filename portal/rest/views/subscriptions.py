@@ -66,7 +66,7 @@ class SubscriptionViewSet(
         plan = Plan.objects.filter(pk=data.validated_data["plan"], api=api).first()
         if plan is None:
             raise NotFound(f"{api.name} has no such plan.")
-        sub, created = subscriptions.request_subscription(application, api, plan, request.user)
+        sub, created = subscriptions.request_subscription(application, api, plan, actor=request.user)
         return Response(
             s.SubscriptionSerializer(sub).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -75,7 +75,7 @@ class SubscriptionViewSet(
         """Apply a decision service (approve, reject, revoke) with the reason given."""
         data = s.DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sub = decision(self.get_object(), request.user, reason=data.validated_data["reason"])
+        sub = decision(self.get_object(), actor=request.user, reason=data.validated_data["reason"])
         return Response(s.SubscriptionSerializer(sub).data)
 
     @extend_schema(

@@ -32,11 +32,11 @@ class AccessTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         data = s.AccessTokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         limits.check_token_creation(request)
-        token, secret = tokens.create_access_token(request.user, **data.validated_data)
+        token, secret = tokens.create_access_token(actor=request.user, **data.validated_data)
         token.secret = secret
         return secret_created(s.NewAccessTokenSerializer(token).data)
 
     @extend_schema(request=None, responses=s.AccessTokenSerializer, description="Stop the token at once.")
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        return Response(s.AccessTokenSerializer(tokens.revoke_access_token(self.get_object(), request.user)).data)
+        return Response(s.AccessTokenSerializer(tokens.revoke_access_token(self.get_object(), actor=request.user)).data)

@@ -49,5 +49,5 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             extra = {"sunset_at": data.validated_data["sunset_at"], "reason": data.validated_data["reason"]}
         elif target == VersionState.RETIRED:
             extra = {"reason": data.validated_data["reason"]}
-        version = lifecycle.set_version_state(version, target, request.user, **extra)
+        version = lifecycle.set_version_state(version, target, actor=request.user, **extra)
         return Response(s.StaffVersionSerializer(version).data)
