@@ -85,7 +85,7 @@ from llm import services as llm
 from portal.models import *
 from portal.models.catalog import ApiKind
 from portal.services import keys, lifecycle, subscriptions
-staff = get_user_model().objects.create_user("bench-admin", is_staff=True)
+staff = get_user_model().objects.create_user("bench-admin", is_staff=True, is_superuser=True)
 dev = get_user_model().objects.create_user("bench-dev")
 tenant = Tenant.objects.create(name="Bench", slug="bench")
 Membership.objects.create(user=dev, tenant=tenant, role=Role.OWNER)

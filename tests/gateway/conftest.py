@@ -187,7 +187,7 @@ def configure(gateway):
     ) -> Config:
         user_model = get_user_model()
         staff = user_model.objects.filter(username="gw-staff").first() or user_model.objects.create_user(
-            "gw-staff", is_staff=True
+            "gw-staff", is_staff=True, is_superuser=True
         )
         slug = _unique("api")
         owner = user_model.objects.create_user(_unique("owner"))

@@ -102,7 +102,7 @@ def publish_api_at(gateway, base_path: str, target: str) -> str:
     """A published API version at ``base_path`` with a subscribed application; its key."""
     suffix = f"{os.getpid()}-{secrets.token_hex(3)}"
     user_model = get_user_model()
-    staff = user_model.objects.create_user(f"ops-staff-{suffix}", is_staff=True)
+    staff = user_model.objects.create_user(f"ops-staff-{suffix}", is_staff=True, is_superuser=True)
     owner = user_model.objects.create_user(f"ops-owner-{suffix}")
     tenant = Tenant.objects.create(name=f"ops-{suffix}", slug=f"ops-{suffix}")
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)

@@ -287,7 +287,7 @@ class AiRouteFactory:
         self._mock_reset = False
         user_model = get_user_model()
         self.staff = user_model.objects.filter(username="llm-staff").first() or user_model.objects.create_user(
-            "llm-staff", is_staff=True
+            "llm-staff", is_staff=True, is_superuser=True
         )
 
     def _target(self, spec: Target) -> BuiltTarget:
