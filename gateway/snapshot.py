@@ -137,6 +137,8 @@ def build_snapshot(config_version: int) -> Snapshot:
             .prefetch_related("targets")
         )
         for v in versions:
+            if not v.base_path:  # publishing a REST version needs one; a row without it is not routable
+                continue
             targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
             routes.append(
                 Route(

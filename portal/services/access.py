@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from portal.models import Application, Membership, Role, Tenant
 from portal.services.errors import NotFound, PermissionDenied
 
 # Whoever a service acts for: a signed-in person, or (refused by every check) nobody.
-Actor: TypeAlias = AbstractBaseUser | AnonymousUser
+# (AUTH_USER_MODEL is Django's User, which request.user is typed as.)
+Actor: TypeAlias = User | AnonymousUser
+
+
+def person(actor: Actor | None) -> User | None:
+    """The actor as a stored user (for a foreign key or a lookup), or None for nobody."""
+    return actor if isinstance(actor, User) and actor.pk is not None else None
+
+
+def require_person(actor: Actor | None) -> User:
+    """The signed-in person a service acts for, or PermissionDenied."""
+    found = person(actor)
+    if found is None:
+        raise PermissionDenied("Sign in first.")
+    return found
 
 
 def membership(user: Actor | None, tenant: Tenant) -> Membership | None:
-    if not getattr(user, "is_authenticated", False):
+    found = person(user)
+    if found is None:
         return None
-    return Membership.objects.filter(user=user, tenant=tenant).first()
+    return Membership.objects.filter(user=found, tenant=tenant).first()
 
 
 def require_role(user: Actor | None, tenant: Tenant, minimum: str = Role.VIEWER) -> Membership:
@@ -41,7 +55,7 @@ def require_application(user: Actor | None, application: Application, minimum: s
 
 
 def tenants_of(user: Actor) -> QuerySet[Tenant]:
-    return Tenant.objects.filter(memberships__user=user).distinct()
+    return Tenant.objects.filter(memberships__user=person(user)).distinct()
 
 
 def is_staff(actor: Actor | None) -> bool:
@@ -53,7 +67,7 @@ def staff_may(actor: Actor | None, permission: str) -> bool:
 
     Being staff only opens the admin; what a member of staff may change there is their
     permissions, so a view-only operator cannot approve, retire or delete anything."""
-    return is_staff(actor) and bool(actor is not None and actor.has_perm(permission))
+    return is_staff(actor) and actor is not None and actor.has_perm(permission)
 
 
 def require_staff(user: Actor | None, permission: str | None = None) -> None:

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from portal.models import Application, AuditAction, Role, Tenant
 from portal.services import audit
-from portal.services.access import Actor, require_application, require_role, require_role_or_permission
+from portal.services.access import Actor, person, require_application, require_role, require_role_or_permission
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 
@@ -23,7 +23,9 @@ def _clean_name(tenant: Tenant, name: str, *, exclude_pk: int | None = None) -> 
         raise InvalidInput("An application needs a name.")
     if len(name) > NAME_MAX:
         raise InvalidInput(f"An application name has at most {NAME_MAX} characters.")
-    clash = Application.objects.filter(tenant=tenant, name=name).exclude(pk=exclude_pk)
+    clash = Application.objects.filter(tenant=tenant, name=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
     if clash.exists():
         raise InvalidInput(f"Your team already has an application named {name!r}.")
     return name
@@ -45,7 +47,7 @@ def create_application(tenant: Tenant, *, actor: Actor, name: str, description: 
         tenant=tenant,
         name=_clean_name(tenant, name),
         description=description.strip(),
-        created_by=actor if getattr(actor, "pk", None) else None,
+        created_by=person(actor),
     )
     audit.record(actor, AuditAction.APPLICATION_CREATED, app, tenant=tenant)
     return app

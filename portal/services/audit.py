@@ -7,7 +7,7 @@ from typing import Any
 from django.db import models
 
 from portal.models import AuditAction, AuditEvent, Tenant
-from portal.services.access import Actor
+from portal.services.access import Actor, person
 
 __all__ = ["AuditAction", "record"]
 
@@ -21,7 +21,7 @@ def record(
     here, at once, rather than stored as an action no filter or report knows."""
     action = AuditAction(action)  # ValueError for a string that is not a member
     return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=person(actor),
         action=action,
         object_type=obj._meta.label,
         object_id=str(obj.pk),

@@ -16,7 +16,7 @@ from django.utils import timezone
 from portal import keyformat
 from portal.models import ApiKey, Application, AuditAction, Role
 from portal.services import audit
-from portal.services.access import Actor, require_application, require_role_or_permission
+from portal.services.access import Actor, person, require_application, require_role_or_permission
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 
@@ -42,7 +42,7 @@ def _issue(
                     prefix=prefix,
                     secret_hash=keyformat.hash_secret(secret),
                     expires_at=expires_at,
-                    created_by=actor if getattr(actor, "pk", None) else None,
+                    created_by=person(actor),
                     rotated_from=rotated_from,
                 )
             return key, secret

@@ -9,12 +9,12 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 
-from portal.models import Invitation, Membership, Role, Subscription
+from portal.models import Invitation, Membership, Role, Subscription, Tenant
 
 log = logging.getLogger(__name__)
 
 
-def owners_emails(tenant) -> list[str]:
+def owners_emails(tenant: Tenant) -> list[str]:
     return sorted(
         {
             m.user.email
@@ -43,7 +43,7 @@ def notify_subscription_decision(subscription: Subscription) -> None:
         lines.append(f"Reason: {subscription.reason}")
     body = "\n\n".join(lines)
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, sorted(recipients))
         except Exception:  # a broken mail server must not undo or fail an admin decision
@@ -88,7 +88,7 @@ def notify_subscription_request(subscription: Subscription) -> int:
         f"POST /api/v1/subscriptions/{subscription.pk}/approve/ or /reject/ (with a reason), or the admin site."
     )
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
         except Exception:  # a broken mail server must not fail the developer's request
@@ -98,7 +98,7 @@ def notify_subscription_request(subscription: Subscription) -> int:
     return len(recipients)
 
 
-def notify_tenant_owners(tenant, subject: str, body: str) -> int:
+def notify_tenant_owners(tenant: Tenant | None, subject: str, body: str) -> int:
     """E-mail every owner of ``tenant`` once the current transaction commits (a failure is
     logged, never raised). Returns how many addresses it goes to; callers check their own
     PORTICO_NOTIFY_... setting first."""
@@ -106,11 +106,11 @@ def notify_tenant_owners(tenant, subject: str, body: str) -> int:
     if not recipients:
         return 0
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
         except Exception:  # a broken mail server must not fail the caller's work
-            log.exception("could not send %r to the owners of tenant %s", subject, tenant.pk)
+            log.exception("could not send %r to the owners of tenant %s", subject, tenant.pk if tenant else None)
 
     transaction.on_commit(send)
     return len(recipients)

@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from portal.models import Api, ApiVersion, AuditAction, Plan, Role, Subscription, SubscriptionState, Tenant
 from portal.models.catalog import ApiKind, UpstreamTarget
 from portal.services import audit
-from portal.services.access import Actor, staff_may
+from portal.services.access import Actor, person, staff_may
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import require_api_manager, require_team_manager
@@ -75,9 +75,10 @@ PLAN_FIELDS = (
 
 def managed_tenants(actor: Actor) -> QuerySet[Tenant]:
     """The teams whose APIs ``actor`` runs (owner or admin)."""
-    if not getattr(actor, "is_authenticated", False):
+    user = person(actor)
+    if user is None:
         return Tenant.objects.none()
-    return Tenant.objects.filter(memberships__user=actor, memberships__role__in=[Role.OWNER, Role.ADMIN]).distinct()
+    return Tenant.objects.filter(memberships__user=user, memberships__role__in=[Role.OWNER, Role.ADMIN]).distinct()
 
 
 def managed_apis(actor: Actor) -> QuerySet[Api]:

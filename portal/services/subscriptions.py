@@ -25,7 +25,7 @@ from portal.models import (
 )
 from portal.models.applications import LIVE_SUBSCRIPTION_STATES
 from portal.services import audit
-from portal.services.access import Actor, require_application, require_role_or_permission
+from portal.services.access import Actor, person, require_application, require_role_or_permission
 from portal.services.catalog import visible_apis
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
@@ -74,7 +74,7 @@ def _request(application: Application, api: Api, plan: Plan, *, actor: Actor) ->
         api=api,
         plan=plan,
         state=SubscriptionState.APPROVED if auto else SubscriptionState.PENDING,
-        requested_by=actor if getattr(actor, "pk", None) else None,
+        requested_by=person(actor),
         decided_at=timezone.now() if auto else None,
         reason="Approved automatically: the plan needs no approval." if auto else "",
     )
@@ -114,7 +114,7 @@ def _decide(
     if sub.state != source:
         raise IllegalTransition(f"This subscription is {sub.state}; only a {source} one can be {target}.")
     sub.state = target
-    sub.decided_by = actor if getattr(actor, "pk", None) else None  # type: ignore[assignment]
+    sub.decided_by = person(actor)
     sub.decided_at = timezone.now()
     sub.reason = reason
     sub.save(update_fields=["state", "decided_by", "decided_at", "reason"])

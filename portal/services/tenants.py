@@ -17,7 +17,7 @@ from django.utils.text import slugify
 
 from portal.models import AuditAction, Invitation, Membership, Role, Tenant
 from portal.services import audit, notifications
-from portal.services.access import Actor, require_role
+from portal.services.access import Actor, person, require_person, require_role
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied, ServiceError
 
 
@@ -33,10 +33,9 @@ def unique_tenant_slug(name: str) -> str:
 @transaction.atomic
 def create_tenant(name: str, *, actor: Actor, is_personal: bool = False) -> Tenant:
     """A new team, owned by ``actor``."""
-    if not getattr(actor, "is_authenticated", False):
-        raise PermissionDenied("Sign in to create a team.")
+    owner = require_person(actor)
     tenant = Tenant.objects.create(name=name, slug=unique_tenant_slug(name), is_personal=is_personal)
-    Membership.objects.create(user=actor, tenant=tenant, role=Role.OWNER)
+    Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
     audit.record(actor, AuditAction.TENANT_CREATED, tenant, tenant=tenant)
     return tenant
 
@@ -97,7 +96,7 @@ def invite_member(tenant: Tenant, email: str, role: str, *, actor: Actor) -> tup
             email=email,
             role=role,
             token_hash=_token_hash(token),
-            invited_by=actor,
+            invited_by=person(actor),
             expires_at=timezone.now() + INVITATION_LIFETIME,
         )
         audit.record(actor, AuditAction.MEMBER_INVITED, invitation, tenant=tenant, email=email, role=role)
@@ -122,16 +121,15 @@ def accept_invitation(token: str, *, actor: Actor) -> Membership:
     )
     if invitation is None or invitation.accepted_at or invitation.expires_at <= timezone.now():
         raise NotFound("This invitation is not valid any more; ask for a new one.")
-    if not getattr(actor, "is_authenticated", False):
-        raise PermissionDenied("Sign in to accept the invitation.")
-    if invitation.email.lower() != (getattr(actor, "email", "") or "").lower():
+    user = require_person(actor)
+    if invitation.email.lower() != (user.email or "").lower():
         raise PermissionDenied(f"This invitation is for {invitation.email}; log in with that account.")
     Tenant.objects.select_for_update().get(pk=invitation.tenant_id)
     membership, _ = Membership.objects.get_or_create(
-        user=actor, tenant=invitation.tenant, defaults={"role": invitation.role}
+        user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
     )
     invitation.accepted_at = timezone.now()
-    invitation.accepted_by = actor  # type: ignore[assignment]
+    invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit.record(actor, AuditAction.MEMBER_JOINED, membership, tenant=invitation.tenant, role=membership.role)
     return membership

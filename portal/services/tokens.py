@@ -12,14 +12,14 @@ import secrets
 import string
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from portal.models import AuditAction, PersonalAccessToken
 from portal.services import audit
-from portal.services.access import Actor
-from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied
+from portal.services.access import Actor, require_person
+from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 
 HEAD = "pat_"
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -34,8 +34,7 @@ def create_access_token(
     *, actor: Actor, name: str, expires_at: datetime | None = None
 ) -> tuple[PersonalAccessToken, str]:
     """A token for ``actor`` (always their own). Returns it and its secret, shown once."""
-    if not getattr(actor, "is_authenticated", False):
-        raise PermissionDenied("Sign in to create an access token.")
+    user = require_person(actor)
     if not name.strip():
         raise InvalidInput("A token needs a name, so you can tell your tokens apart.")
     if len(name.strip()) > 80:
@@ -45,7 +44,7 @@ def create_access_token(
     prefix = HEAD + "".join(secrets.choice(_ALPHABET) for _ in range(8))
     secret = f"{prefix}.{secrets.token_urlsafe(32)}"
     token = PersonalAccessToken.objects.create(
-        user=actor, name=name.strip(), prefix=prefix, secret_hash=_hash(secret), expires_at=expires_at
+        user=user, name=name.strip(), prefix=prefix, secret_hash=_hash(secret), expires_at=expires_at
     )
     audit.record(actor, AuditAction.TOKEN_CREATED, token, prefix=prefix)
     return token, secret
@@ -65,7 +64,7 @@ def revoke_access_token(token: PersonalAccessToken, *, actor: Actor) -> Personal
     return row
 
 
-def user_for_token(presented: str) -> AbstractBaseUser | None:
+def user_for_token(presented: str) -> User | None:
     """The active user a presented token belongs to, or None."""
     prefix, dot, _rest = presented.partition(".")
     if not dot or not prefix.startswith(HEAD):
