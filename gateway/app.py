@@ -140,7 +140,7 @@ class Gateway:
             Path(django_settings.VAR_DIR) / "spool",
         )
         await self.calllog.start()
-        self.proxy = UpstreamProxy(self.cache)
+        self.proxy = UpstreamProxy(self.cache, [str(network) for network in s.upstream_allowed_networks])
         self.router = Router(redis=self.redis)
         self.budgets = Budgets(self.redis, on_redis_failure=s.limits_on_redis_failure)
         self.llm_cache = LlmCache(self.redis)

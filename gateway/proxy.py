@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway import metrics
@@ -23,10 +24,12 @@ from gateway.errors import Refusal, ResponseAborted
 from gateway.httpclient import (
     UpstreamConnectError,
     UpstreamConnectTimeout,
+    UpstreamPeerRefused,
     UpstreamPool,
     UpstreamProtocolError,
     UpstreamResponse,
     UpstreamStaleConnection,
+    global_addresses_only,
 )
 from gateway.upstreams import Balancer, BalancerRegistry, TargetState
 
@@ -122,18 +125,33 @@ def upstream_head(call: Call, target: Target) -> bytes:
 
 
 class UpstreamProxy:
-    """Per worker: the connection pool and each route's balancer."""
+    """Per worker: the connection pools and each route's balancer.
 
-    def __init__(self, cache: ResponseCache):
+    Two pools: ``pool`` for staff's targets (and the LLM providers), and ``checked_pool`` for
+    targets a team set (``Target.requires_public_address``), whose every new connection
+    resolves the host and connects only to an address ``global_addresses_only`` passes. Two
+    pools, not one with a flag per connection, so an idle connection opened unchecked for a
+    staff target can never be reused for a team's target to the same host and port. Pooled
+    connections are reused without a check: the address they reached was checked.
+    """
+
+    def __init__(self, cache: ResponseCache, allowed_networks: Sequence[str] = ()):
         self.pool = UpstreamPool(drop_response_headers=HOP_BY_HOP)
+        self.checked_pool = UpstreamPool(
+            drop_response_headers=HOP_BY_HOP, peer_check=global_addresses_only(allowed_networks)
+        )
         self.balancers = BalancerRegistry()
         self.cache = cache
+
+    def pool_for(self, target: Target) -> UpstreamPool:
+        return self.checked_pool if target.requires_public_address else self.pool
 
     def forget_routes_not_in(self, snapshot: Snapshot) -> None:
         self.balancers.forget_others({route.version_id for route in snapshot.routes})
 
     def close(self) -> None:
         self.pool.close()
+        self.checked_pool.close()
 
     async def send(self, call: Call) -> tuple[UpstreamResponse, TargetState, Balancer]:
         """Send the request to a target, retrying others for idempotent bodiless requests when
@@ -146,6 +164,7 @@ class UpstreamProxy:
         attempts = 1 + (route.retries if replayable else 0)
         tried: list[str] = []
         connect_timed_out = False
+        address_refused = False
         started = time.perf_counter()
         for _attempt in range(attempts):
             state = balancer.pick(tried)
@@ -155,7 +174,9 @@ class UpstreamProxy:
             target = state.target
             state.active += 1
             try:
-                response = await self.pool.request(
+                # Inline, not pool_for(): one attribute test per request for ordinary targets.
+                pool = self.checked_pool if target.requires_public_address else self.pool
+                response = await pool.request(
                     target.pool_key,
                     upstream_head(call, target),
                     call.body_chunks() if call.has_body else None,
@@ -173,6 +194,15 @@ class UpstreamProxy:
                 raise Refusal(504, "upstream_timeout", "The upstream did not answer in time.") from None
             except UpstreamStaleConnection:
                 state.active -= 1  # a kept-alive connection closed under us: the target is fine
+                continue
+            except UpstreamPeerRefused as error:
+                # A team's target resolved to an address it may not reach (counted by the pool
+                # as peer_refused). Ejected like an unreachable one, so a version's other
+                # targets take the traffic and the name is not resolved on every request.
+                state.active -= 1
+                balancer.report_connect_failure(state)
+                address_refused = True
+                log.debug("upstream %s refused: %s", state.url, error)
                 continue
             except UpstreamConnectError as error:
                 state.active -= 1
@@ -194,6 +224,12 @@ class UpstreamProxy:
         record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if not tried:
             raise Refusal(503, "no_upstream", "This API has no upstream target.")
+        if address_refused:
+            raise Refusal(
+                502,
+                "upstream_address_refused",
+                "The upstream's address is not a public one, and the gateway may not connect there.",
+            )
         if connect_timed_out:
             raise Refusal(504, "upstream_timeout", "No upstream target answered in time.")
         raise Refusal(502, "upstream_unreachable", "No upstream target could be reached.")
@@ -248,11 +284,13 @@ class UpstreamProxy:
     async def probe_all(self, snapshot: Snapshot, path: bytes) -> None:
         """GET ``path`` on each routed target once; 2xx/3xx readmits it, anything else (or no
         answer) ejects it, so traffic stops before a request has to fail."""
-        states: dict[str, list[TargetState]] = {}
+        # A team's target and a staff one at the same URL are probed apart: the team's
+        # probe goes through the checked pool, and must not borrow the staff one's verdict.
+        states: dict[tuple[str, bool], list[TargetState]] = {}
         for route in snapshot.routes:
             if route.state != "retired" and route.targets:
                 for state in self.balancers.for_route(route).targets:
-                    states.setdefault(state.url, []).append(state)
+                    states.setdefault((state.url, state.target.requires_public_address), []).append(state)
         verdicts = await asyncio.gather(*(self._probe(group[0].target, path) for group in states.values()))
         for group, healthy in zip(states.values(), verdicts, strict=True):
             for state in group:
@@ -265,7 +303,7 @@ class UpstreamProxy:
             target.host_header,
         )
         try:
-            response = await self.pool.request(
+            response = await self.pool_for(target).request(
                 target.pool_key,
                 head,
                 None,

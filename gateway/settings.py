@@ -81,6 +81,12 @@ class GatewaySettings:
     # -- authentication ----------------------------------------------------------------------
     key_query_param: bytes = b""  # off: keys in URLs end up in logs
 
+    # -- upstream addresses ------------------------------------------------------------------
+    # Networks a team's upstream targets may reach although they are not public; the same
+    # variable the portal checks at save time (PORTICO_UPSTREAM_ALLOWED_NETWORKS), so both
+    # checks agree. Staff's targets are not checked.
+    upstream_allowed_networks: tuple[Network, ...] = ()
+
     # -- upstream health ---------------------------------------------------------------------
     active_health_path: bytes = b""
     active_health_interval: float = 5.0
@@ -124,6 +130,7 @@ class GatewaySettings:
             trusted_proxies=_networks(env, "GATEWAY_TRUSTED_PROXIES", ""),
             full_reload_seconds=_float(env, "GATEWAY_FULL_RELOAD_SECONDS", 30.0, 1.0),
             key_query_param=env.get("GATEWAY_KEY_QUERY_PARAM", "").strip().encode(),
+            upstream_allowed_networks=_networks(env, "PORTICO_UPSTREAM_ALLOWED_NETWORKS", ""),
             active_health_path=env.get("GATEWAY_ACTIVE_HEALTH_PATH", "").strip().encode(),
             active_health_interval=_float(env, "GATEWAY_ACTIVE_HEALTH_INTERVAL", 5.0, 0.1),
             max_request_line_bytes=_int(env, "GATEWAY_MAX_REQUEST_LINE_BYTES", 8192, 256),

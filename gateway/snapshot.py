@@ -28,16 +28,25 @@ class Target:
     pool_key: tuple[str, str, int]  # (scheme, host, port) for the connection pool
     path_prefix: bytes = b""  # the target URL's own path, prepended to the forwarded path
     host_header: bytes = b""
+    # A team set this target: connect only to an address the peer check passes.
+    requires_public_address: bool = False
 
     @classmethod
-    def from_url(cls, url: str, weight: int) -> Target:
+    def from_url(cls, url: str, weight: int, requires_public_address: bool = False) -> Target:
         parsed = urlsplit(url.rstrip("/"))
         scheme = parsed.scheme or "http"
         port = parsed.port or (443 if scheme == "https" else 80)
         host = parsed.hostname or ""  # never empty: target URLs are validated as http(s) URLs
         default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
         host_header = host if default_port else f"{host}:{port}"
-        return cls(url.rstrip("/"), weight, (scheme, host, port), parsed.path.encode(), host_header.encode())
+        return cls(
+            url.rstrip("/"),
+            weight,
+            (scheme, host, port),
+            parsed.path.encode(),
+            host_header.encode(),
+            requires_public_address,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,9 @@ def build_snapshot(config_version: int) -> Snapshot:
         for v in versions:
             if not v.base_path:  # publishing a REST version needs one; a row without it is not routable
                 continue
-            targets = tuple(Target.from_url(t.url, t.weight) for t in v.targets.all() if t.enabled)
+            targets = tuple(
+                Target.from_url(t.url, t.weight, t.requires_public_address) for t in v.targets.all() if t.enabled
+            )
             routes.append(
                 Route(
                     api_id=v.api_id,

@@ -502,3 +502,69 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.budget}: {self.threshold} % of the period from {self.period_start:%Y-%m-%d}"
+
+
+class OutputMode(models.TextChoices):
+    TEXT = "text", "Plain text"
+    JSON = "json", "JSON matching the output schema"
+
+
+class PromptApiManager(models.Manager["PromptApi"]):
+    def get_queryset(self) -> models.QuerySet[PromptApi]:
+        return super().get_queryset().filter(kind=ApiKind.PROMPT)
+
+
+class PromptApi(Api):
+    """The catalog's prompt APIs (``Api.kind == prompt``): a model plus a prompt, sold as a REST API.
+
+    A proxy so the admin and services can speak of prompt APIs by name; plans, subscriptions,
+    keys and the lifecycle are those of every API.
+    """
+
+    objects = PromptApiManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "prompt API"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.kind = ApiKind.PROMPT
+        super().save(*args, **kwargs)
+
+
+class PromptVersion(models.Model):
+    """What one version of a prompt API sends to its model route.
+
+    ``user_template`` holds ``{{variable}}`` placeholders naming properties of
+    ``input_schema``; values are substituted as data, never evaluated. The version's state,
+    base path and lifecycle live on its ``ApiVersion``.
+    """
+
+    version = models.OneToOneField("portal.ApiVersion", on_delete=models.CASCADE, related_name="prompt")
+    route = models.ForeignKey(
+        ModelRoute,
+        on_delete=models.PROTECT,
+        related_name="prompt_versions",
+        help_text="The model alias the prompt runs on (its targets, fallbacks, PII policy and cache apply).",
+    )
+    system_prompt = models.TextField(blank=True, max_length=50_000)
+    user_template = models.TextField(max_length=50_000, help_text="Text with {{variable}} placeholders.")
+    input_schema = models.JSONField(
+        default=dict, help_text="JSON Schema (an object) of the request body: the template's typed variables."
+    )
+    output_mode = models.CharField(max_length=8, choices=OutputMode.choices, default=OutputMode.TEXT)
+    output_schema = models.JSONField(
+        default=dict, blank=True, help_text="JSON Schema the answer must satisfy (output mode JSON only)."
+    )
+    temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "prompt version"
+
+    def __str__(self) -> str:
+        return f"prompt of {self.version}"

@@ -24,7 +24,8 @@ key resting after a 429 or disabled after a 401/403 is skipped.
   config reload (``reload``). The control plane learns of it through Redis when a client
   is given: the hash ``portico:llm:key_state`` gets ``{key id: {"state": "disabled",
   "reason", "at"}}`` (and ``"rate_limited"`` with ``"until"`` for 429s), written by a task
-  off the request path; ``llm/tasks.py`` can read it to set the key's state and to alert;
+  off the request path; the beat task ``llm.sync_key_states`` (``llm/key_states.py``) writes
+  it into ``ProviderKey.state``;
 - ``rate_limited``: the key rests until its ``retry_after`` (30 s when the provider did not
   say, capped at an hour);
 - ``server``, ``overloaded``, ``timeout``, ``connection``: count toward the target's

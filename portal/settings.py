@@ -314,6 +314,8 @@ CELERY_BEAT_SCHEDULE = {
         "kwargs": {"kind": "weekly"},
     },
     "send-budget-alerts": {"task": "llm.send_budget_alerts", "schedule": 60.0},
+    # Provider key states the gateway learned (llm/key_states.py), into the admin's view.
+    "sync-llm-key-states": {"task": "llm.sync_key_states", "schedule": 15.0},
     # Alerts (analytics/alerts.py, analytics/webhooks.py): judged each minute from the minute
     # rollups; webhooks due (first tries and retries with backoff) sent every 30 s.
     "evaluate-alerts": {"task": "analytics.evaluate_alerts", "schedule": 60.0},

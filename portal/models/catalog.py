@@ -83,6 +83,7 @@ class Tag(models.Model):
 class ApiKind(models.TextChoices):
     REST = "rest", "REST: versions route by base path to upstream targets"
     AI = "ai", "AI: versions publish LLM model routes (llm.ModelRoute) on the gateway's /v1 endpoints"
+    PROMPT = "prompt", "Prompt: each version is a prompt template on a model route (llm.PromptVersion), served as JSON"
 
 
 class Api(models.Model):
@@ -114,6 +115,10 @@ class Api(models.Model):
     @property
     def is_ai(self) -> bool:
         return self.kind == ApiKind.AI
+
+    @property
+    def is_prompt(self) -> bool:
+        return self.kind == ApiKind.PROMPT
 
     def clean(self) -> None:
         if self.pk is None or self.kind == ApiKind.AI:
@@ -202,6 +207,14 @@ class UpstreamTarget(models.Model):
     url = models.URLField(max_length=300)
     weight = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)])
     enabled = models.BooleanField(default=True)
+    # Set when a provider team (not staff) chose this URL: the gateway then connects only
+    # after the address it resolved passes the same rule as the save-time check (public, or
+    # in PORTICO_UPSTREAM_ALLOWED_NETWORKS), so a name repointed inward later is refused.
+    requires_public_address = models.BooleanField(
+        default=False,
+        help_text="Connect only to public addresses (or PORTICO_UPSTREAM_ALLOWED_NETWORKS), checked by the "
+        "gateway at every new connection. Set for targets a provider team entered.",
+    )
 
     class Meta:
         ordering = ["id"]

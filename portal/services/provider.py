@@ -226,8 +226,8 @@ def check_upstream_url(url: str) -> None:
     """Refuse an upstream URL whose host is, or resolves to, a non-global address.
 
     Every address the name resolves to is checked (a name with one public and one private
-    address is refused). The gateway resolves again when it connects; see the report of
-    issue 14 for that side.
+    address is refused). The gateway resolves again at every new connection and applies the
+    same rule to targets saved with ``requires_public_address`` (``_create_target``).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -255,10 +255,27 @@ def _clean_targets(targets: list[TargetSpec], actor: Actor) -> list[TargetSpec]:
     for target in targets:
         probe = UpstreamTarget(url=target.url, weight=target.weight, enabled=target.enabled)
         _full_clean(probe, exclude=["version"])
-        # Staff who may change targets are trusted with internal upstreams (demo, tests, on-prem).
-        if not staff_may(actor, "portal.change_upstreamtarget"):
+        if not _trusted_with_internal_upstreams(actor):
             check_upstream_url(target.url)
     return targets
+
+
+def _trusted_with_internal_upstreams(actor: Actor) -> bool:
+    # Staff who may change targets are trusted with internal upstreams (demo, tests, on-prem),
+    # at save time and, through requires_public_address, at the gateway's connect time alike.
+    return staff_may(actor, "portal.change_upstreamtarget")
+
+
+def _create_target(version: ApiVersion, target: TargetSpec, actor: Actor) -> UpstreamTarget:
+    # A team's target keeps its save-time rule at connect time too: the gateway checks the
+    # address it resolved on every new connection (a name can be repointed after saving).
+    return UpstreamTarget.objects.create(
+        version=version,
+        url=target.url,
+        weight=target.weight,
+        enabled=target.enabled,
+        requires_public_address=not _trusted_with_internal_upstreams(actor),
+    )
 
 
 def _check_policy(fields: dict[str, Any]) -> None:
@@ -336,7 +353,7 @@ def create_version(
         except IntegrityError as error:
             raise InvalidInput("That version or base path is taken; choose another.") from error
         for target in targets:
-            UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+            _create_target(row, target, actor)
         audit.record(
             actor,
             AuditAction.VERSION_CREATED,
@@ -394,7 +411,7 @@ def update_version(
                 raise InvalidInput("A routed version needs at least one enabled upstream target.")
             row.targets.all().delete()
             for target in targets:
-                UpstreamTarget.objects.create(version=row, url=target.url, weight=target.weight, enabled=target.enabled)
+                _create_target(row, target, actor)
             changed.append("targets")
         audit.record(actor, AuditAction.VERSION_UPDATED, row, tenant=row.api.owner, changed=changed)
         if row.state != "draft":

@@ -81,7 +81,9 @@ def try_it_gateway(django_db_setup, django_db_blocker, live_server, tmp_path_fac
     gateway = GatewayProcess(
         settings.REDIS_URL,
         tmp_path_factory.mktemp("browser-gateway"),
-        extra_env={"PORTICO_CORS_ORIGINS": live_server.url},
+        # Teams' targets in the journeys are loopback upstreams: allowed here as in the portal
+        # (tests set PORTICO_UPSTREAM_ALLOWED_NETWORKS there), else the gateway refuses them.
+        extra_env={"PORTICO_CORS_ORIGINS": live_server.url, "PORTICO_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8"},
     )
     gateway.start()
     yield gateway

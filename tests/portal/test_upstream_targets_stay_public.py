@@ -100,3 +100,21 @@ def test_updating_targets_is_checked_too(acme_api, alice, staff):
     with pytest.raises(InvalidInput, match="link-local"):
         provider.update_version(version, actor=alice, targets=[TargetSpec("http://169.254.169.254")])
     assert version.targets.get().url == "http://127.0.0.1:9"
+
+
+def test_a_team_set_target_is_marked_for_the_gateways_check_and_a_staff_one_is_not(settings, acme_api, alice, staff):
+    """The mark is what makes the gateway check the address again at connect time
+    (tests/gateway/test_gateway_team_targets.py): set by whoever wrote the targets last."""
+    settings.PORTICO_UPSTREAM_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    version = provider.create_version(
+        acme_api, actor=alice, version="v1", base_path="/maps/v1", targets=[TargetSpec("http://127.0.0.1:9")]
+    )
+    assert version.targets.get().requires_public_address is True
+    provider.update_version(version, actor=staff, targets=[TargetSpec("http://127.0.0.1:10")])
+    assert version.targets.get().requires_public_address is False
+    provider.update_version(version, actor=alice, targets=[TargetSpec("http://127.0.0.1:11")])
+    assert version.targets.get().requires_public_address is True
+    staff_version = provider.create_version(
+        acme_api, actor=staff, version="v2", base_path="/maps/v2", targets=[TargetSpec("http://127.0.0.1:9")]
+    )
+    assert staff_version.targets.get().requires_public_address is False

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0005_api_kind_and_optional_base_path'),
+        ('portal', '0007_upstreamtarget_requires_public_address'),
     ]
 
     operations = [
