@@ -102,3 +102,17 @@ def test_an_operator_with_the_change_permissions_decides_and_retires(client, dec
     assert Subscription.objects.get(pk=pending.pk).state == SubscriptionState.APPROVED
     version = lifecycle.retire_version(api.versions.get(), actor=deciding_op, reason="replaced")
     assert version.state == VersionState.RETIRED
+
+
+def test_the_rest_api_refuses_a_view_only_operator_too(viewer_op, pending, api):
+    from tests.api.conftest import client_for
+
+    client = client_for(viewer_op)
+    response = client.post(f"/api/v1/subscriptions/{pending.pk}/approve/", {"reason": "ok"}, format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    version = api.versions.get()
+    response = client.post(f"/api/v1/versions/{version.pk}/transition/", {"state": "retired"}, format="json")
+    assert response.status_code == 403
+    assert Subscription.objects.get(pk=pending.pk).state == SubscriptionState.PENDING
+    version.refresh_from_db()
+    assert version.state == VersionState.PUBLISHED
