@@ -64,6 +64,7 @@ EXPORT_FIELDS = (
     "cost",
     "ttft_ms",
     "fallbacks",
+    "channel",  # "mcp" for a call made as an MCP tool call
 )
 STAFF_EXPORT_FIELDS = (*EXPORT_FIELDS[:2], "tenant_id", *EXPORT_FIELDS[2:])
 

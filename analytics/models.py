@@ -39,6 +39,8 @@ class CallLog(models.Model):
     # Masked and size-capped by the gateway; shown to the owning tenant only.
     prompt_capture = models.TextField(null=True, blank=True)
     response_capture = models.TextField(null=True, blank=True)
+    # "mcp" when the call came through the gateway's MCP server (a tool call), else "".
+    channel = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-time"]

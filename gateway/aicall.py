@@ -136,9 +136,17 @@ class AiCall(Call):
         "stream_failure",
     )
 
-    def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
+    def __init__(
+        self,
+        gateway: Gateway,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        endpoint: tuple[str, str] | None = None,
+    ):
         super().__init__(gateway, scope, receive, send)
-        self.endpoint, format_name = ENDPOINTS[scope["path"]]
+        # ``endpoint``: (endpoint, inbound format) for a call not made at an ENDPOINTS path (a prompt API's).
+        self.endpoint, format_name = endpoint or ENDPOINTS[scope["path"]]
         if self.endpoint == "models" and b"anthropic-version" in self.fields:
             format_name = "anthropic"
         self.format: InboundFormat = FORMATS[format_name]
@@ -197,7 +205,7 @@ class AiCall(Call):
     async def read_body(self) -> None:
         """The whole body, at most ``llm_max_body_bytes`` (a declared length over it is refused
         before anything is read)."""
-        limit = self.gateway.settings.llm_max_body_bytes
+        limit = self.max_body_bytes()
         declared = self.fields.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
@@ -218,6 +226,9 @@ class AiCall(Call):
             parts.append(chunk)
         self.body_bytes = size
         self.body = b"".join(parts)
+
+    def max_body_bytes(self) -> int:
+        return self.gateway.settings.llm_max_body_bytes
 
     def parse(self) -> None:
         """The client's body as the canonical request (InvalidRequest: a 400 naming the field)."""
@@ -393,6 +404,8 @@ class AiCall(Call):
                 upstream = adapter.chat_request(target, key, self.upstream_request, self.stream)
         except ProviderError as error:  # e.g. a key that cannot be sent in a header
             return error
+        except InvalidRequest as invalid:  # e.g. an image type this provider does not take: the client's 400
+            raise Refusal(400, invalid.code, invalid.message, param=invalid.param) from None
         pool_key, host, path = _upstream_address(upstream.url)
         # Head and body in one write: the body is small and already whole.
         message = b"".join(
@@ -626,14 +639,8 @@ class AiCall(Call):
         """Usage in the canonical meaning; estimated (and marked) when the provider gave none."""
         if isinstance(reported, Usage):
             self.usage = reported
-        elif isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
-            details = reported.get("prompt_tokens_details") or {}
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            self.usage = Usage(
-                prompt_tokens=reported["prompt_tokens"],
-                completion_tokens=int(reported.get("completion_tokens") or 0),
-                cached_tokens=cached if isinstance(cached, int) else 0,
-            )
+        elif (usage := Usage.from_openai(reported)) is not None:
+            self.usage = usage
         else:
             if streamed_tokens is not None:
                 completion_tokens = streamed_tokens

@@ -30,6 +30,7 @@ from gateway.calllog import CallLogBuffer
 from gateway.clientaddress import ClientAddressResolver
 from gateway.errors import Send
 from gateway.limits import PlanLimiter
+from gateway.mcp import MCP_PATH, McpCall
 from gateway.proxy import UpstreamProxy
 from gateway.redisconn import FastRedis
 from gateway.settings import GatewaySettings, gateway_settings
@@ -92,6 +93,9 @@ class Gateway:
                 return
             if path in AI_ENDPOINTS:
                 await AiCall(self, scope, receive, send).run()
+                return
+            if path == MCP_PATH:  # the MCP server (gateway/mcp.py): one comparison on the REST path
+                await McpCall(self, scope, receive, send).run()
                 return
             if path in ops.LEGACY_PATHS and self._unrouted(path) and await ops.serve_legacy(self, scope, send):
                 return

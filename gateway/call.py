@@ -158,6 +158,9 @@ class Call:
             await self.answer_preflight()
             return
         self.route_request()
+        if self.route.prompt is not None:  # type: ignore[union-attr]
+            await self.hand_to_prompt()
+            return
         await self.authenticate()
         self.authorize()
         await self.admit()
@@ -170,6 +173,15 @@ class Call:
         finally:
             state.active -= 1
             response.release()
+
+    async def hand_to_prompt(self) -> None:
+        """A prompt API's route: the prompt pipeline (gateway/promptcall.py) takes the call
+        over from here and records it itself. Imported here, once routed, so REST calls
+        never pay for it."""
+        from gateway.promptcall import PromptCall
+
+        self.recorded = True
+        await PromptCall.taking_over(self).run()
 
     def is_preflight(self) -> bool:
         origin = self.fields.get(b"origin")

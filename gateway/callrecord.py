@@ -65,6 +65,19 @@ class AiCallRecord(CallRecord):
     fallbacks: int = 0  # attempts after the first
     prompt_capture: str | None = None  # masked, size-capped, when the route captures
     response_capture: str | None = None
+    # How the call reached the gateway: "" for a direct HTTP call, "mcp" for a tool call on
+    # /mcp (gateway/mcp.py). Here, in the ingester's schema, so AI calls made as tools can say
+    # so too; plain REST records leave it out (McpCallRecord carries it for REST tool calls).
+    channel: str = ""
+
+
+@dataclass
+class McpCallRecord(CallRecord):
+    """A REST call made as an MCP tool call, and the MCP requests themselves: a CallRecord
+    that says it came through /mcp. Its own class, so direct REST records stay as small as
+    they were (the record is encoded on every request)."""
+
+    channel: str = "mcp"
 
 
 # Every field a record may carry (the ingester's schema).

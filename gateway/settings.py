@@ -106,6 +106,10 @@ class GatewaySettings:
     # -- LLM endpoints -------------------------------------------------------------------------
     llm_max_body_bytes: int = 8 * 1024 * 1024  # a chat or embeddings body; more answers 413
 
+    # -- MCP server (/mcp) -----------------------------------------------------------------------
+    mcp_max_body_bytes: int = 1024 * 1024  # one JSON-RPC message or batch; more answers 413
+    mcp_max_result_bytes: int = 1024 * 1024  # of an API's answer put in a tool result; the rest is cut
+
     # -- call log ----------------------------------------------------------------------------
     # Records held in memory while both Redis and the spool disk fail; past this the oldest
     # are dropped (counted in a metric, logged).
@@ -142,6 +146,8 @@ class GatewaySettings:
             cache_max_entries_per_version=_int(env, "GATEWAY_CACHE_MAX_ENTRIES_PER_VERSION", 10_000, 1),
             cache_max_body_bytes=_int(env, "GATEWAY_CACHE_MAX_BODY_BYTES", 1_048_576, 0),
             llm_max_body_bytes=_int(env, "GATEWAY_LLM_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024),
+            mcp_max_body_bytes=_int(env, "GATEWAY_MCP_MAX_BODY_BYTES", 1024 * 1024, 1024),
+            mcp_max_result_bytes=_int(env, "GATEWAY_MCP_MAX_RESULT_BYTES", 1024 * 1024, 1024),
             calllog_max_pending=_int(env, "GATEWAY_CALLLOG_MAX_PENDING", 200_000, 1000),
             ops_token=env.get("GATEWAY_OPS_TOKEN", "").strip(),
             ops_allow=_networks(env, "GATEWAY_OPS_ALLOW", "127.0.0.1/32,::1/128"),

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway.limits import PlanLimits
+from gateway.mcptools import EMPTY_CATALOG, McpCatalog, VersionSource, build_catalog
 from gateway.routing import RouteTable
 from llm.canonical import AiConfig
+from llm.prompts import PromptSpec, spec_from_row
 
 if TYPE_CHECKING:
     from portal.models import ApiVersion
@@ -68,6 +70,8 @@ class Route:
     cache_ttl: int
     max_request_bytes: int
     deprecation_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # A prompt API's version (llm/prompts.py): requests go to gateway/promptcall.py, not upstream.
+    prompt: PromptSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class Snapshot:
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     grants: dict[tuple[int, int], Grant] = field(default_factory=dict)  # (application_id, api_id)
     ai: AiConfig = field(default_factory=AiConfig)  # model aliases and budgets (llm/snapshot.py)
+    mcp: McpCatalog = EMPTY_CATALOG  # the tools of live versions, per application (gateway/mcptools.py)
 
     @property
     def route_count(self) -> int:
@@ -126,6 +131,50 @@ def _deprecation_headers(version: ApiVersion, portal_url: str) -> tuple[tuple[by
     return tuple(headers)
 
 
+def _mcp_catalog(grants: dict[tuple[int, int], Grant], routes: list[Route]) -> McpCatalog:
+    """The MCP tools of every published or deprecated REST and prompt version (retired and
+    draft ones are never tools), compiled here so tools/list is a lookup per request."""
+    from portal.models import ApiVersion, VersionState
+
+    live = ApiVersion.objects.filter(
+        state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED], api__kind__in=["rest", "prompt"]
+    ).select_related("api", "prompt")
+    served = {route.version_id: route for route in routes}
+    sources = []
+    for v in live:
+        route = served.get(v.pk)
+        if route is None or (route.prompt is not None and route.prompt.broken):
+            continue  # not routed, or a prompt the gateway refuses to serve (503): not a tool
+        prompt = getattr(v, "prompt", None) if v.api.kind == "prompt" else None
+        sources.append(
+            VersionSource(
+                api_id=v.api.pk,
+                api_slug=v.api.slug,
+                api_name=v.api.name,
+                version_id=v.pk,
+                version=v.version,
+                state=v.state,
+                document=v.openapi,
+                kind=v.api.kind,
+                prompt_input_schema=prompt.input_schema if prompt is not None else None,
+                prompt_description=v.api.description,
+            )
+        )
+    return build_catalog(sources, grants, served)
+
+
+def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
+    """The served spec of a prompt API's version (checked: a schema that would not pass the
+    save-time checks is served as ``broken``, answered 503), or None without a prompt row."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        row = version.prompt
+    except ObjectDoesNotExist:
+        return None
+    return spec_from_row(row, row.route.alias, version_id=version.pk)
+
+
 def build_snapshot(config_version: int) -> Snapshot:
     """Read the routable configuration from the database. Runs in a worker thread."""
     _setup_django()
@@ -140,13 +189,17 @@ def build_snapshot(config_version: int) -> Snapshot:
         routes = []
         versions = (
             ApiVersion.objects.filter(
-                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED], api__kind="rest"
+                state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED],
+                api__kind__in=["rest", "prompt"],
             )
-            .select_related("api")
+            .select_related("api", "prompt__route")
             .prefetch_related("targets")
         )
         for v in versions:
-            if not v.base_path:  # publishing a REST version needs one; a row without it is not routable
+            prompt = _prompt_spec(v) if v.api.kind == "prompt" else None
+            if v.api.kind == "prompt" and prompt is None:
+                continue  # a prompt API version without its prompt: nothing to serve
+            if not v.base_path:  # publishing needs one; a row without it is not routable
                 continue
             targets = tuple(
                 Target.from_url(t.url, t.weight, t.requires_public_address) for t in v.targets.all() if t.enabled
@@ -168,6 +221,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                     cache_ttl=v.cache_ttl_seconds,
                     max_request_bytes=v.max_request_bytes,
                     deprecation_headers=_deprecation_headers(v, portal_url),
+                    prompt=prompt,
                 )
             )
         keys = {
@@ -198,7 +252,12 @@ def build_snapshot(config_version: int) -> Snapshot:
         from llm.snapshot import build_ai_config
 
         return Snapshot(
-            version=config_version, routes=RouteTable(routes), keys=keys, grants=grants, ai=build_ai_config()
+            version=config_version,
+            routes=RouteTable(routes),
+            keys=keys,
+            grants=grants,
+            ai=build_ai_config(),
+            mcp=_mcp_catalog(grants, routes),
         )
     finally:
         close_old_connections()

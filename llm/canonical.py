@@ -41,6 +41,19 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @classmethod
+    def from_openai(cls, reported: Any) -> Usage | None:
+        """A canonical completion's ``usage`` dict as a Usage; None when it says nothing usable."""
+        if not isinstance(reported, dict) or not isinstance(reported.get("prompt_tokens"), int):
+            return None
+        details = reported.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(
+            prompt_tokens=reported["prompt_tokens"],
+            completion_tokens=int(reported.get("completion_tokens") or 0),
+            cached_tokens=cached if isinstance(cached, int) else 0,
+        )
+
     def to_openai(self) -> Json:
         return {
             "prompt_tokens": self.prompt_tokens,

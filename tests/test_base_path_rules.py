@@ -178,3 +178,27 @@ def test_an_ai_apis_catalog_pages_show_the_gateways_v1_as_its_base_url(client, p
     for url in (reverse("api_detail", args=["llm"]), reverse("api_docs", args=["llm", "v1"])):
         page = client.get(url)
         assert page.status_code == 200 and "http://gw.example:8080/v1" in page.content.decode()
+
+
+# -- the gateway's MCP server (/mcp, exactly)
+
+
+@pytest.mark.parametrize("base_path", ["/mcp", "/MCP", "/Mcp"])
+def test_full_clean_refuses_the_mcp_endpoint(draft_version, base_path):
+    with pytest.raises(ValidationError) as refused:
+        unsaved(draft_version, base_path).full_clean()
+    assert [e.code for e in refused.value.error_dict["base_path"]] == ["reserved_mcp"]
+
+
+@pytest.mark.parametrize("base_path", ["/mcp/tools", "/mcpx", "/api/mcp"])
+def test_full_clean_accepts_paths_beside_the_mcp_endpoint(draft_version, base_path):
+    unsaved(draft_version, base_path).full_clean()
+
+
+def test_publishing_a_version_at_the_mcp_endpoint_is_refused(staff, draft_version):
+    version = ApiVersion.objects.create(api=draft_version.api, version="mcp", base_path="/mcp")
+    UpstreamTarget.objects.create(version=version, url="http://127.0.0.1:9")
+    with pytest.raises(InvalidInput, match="MCP"):
+        lifecycle.publish_version(version, actor=staff)
+    version.refresh_from_db()
+    assert version.state == VersionState.DRAFT

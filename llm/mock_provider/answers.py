@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -80,6 +80,15 @@ class Answer:
         return [text[i : i + ARGUMENT_PIECE_CHARS] for i in range(0, len(text), ARGUMENT_PIECE_CHARS)] or [""]
 
 
+OFF_SCHEMA_TEXT = "Sure! The answer is positive, I think."
+
+
+def with_text(said: Answer, text: str) -> Answer:
+    """The same answer saying ``text`` instead (the ``off_schema`` fault)."""
+    pieces = PIECE_RE.findall(text)
+    return replace(said, text=text, pieces=pieces, finish="stop", completion_tokens=len(pieces))
+
+
 def value_for_schema(schema: Any, text: str, depth: int = 0) -> Any:
     """A value that satisfies a (simple) JSON schema: strings are ``text``."""
     if not isinstance(schema, dict) or depth > 8:
@@ -103,15 +112,22 @@ def value_for_schema(schema: Any, text: str, depth: int = 0) -> Any:
         return {name: value_for_schema(sub, text, depth + 1) for name, sub in properties.items()}
     if kind == "array":
         return [value_for_schema(schema.get("items"), text, depth + 1)]
-    if kind == "integer":
-        return 1
-    if kind == "number":
-        return 1.5
+    if kind in ("integer", "number"):
+        # Within the bounds the schema sets, so a structured answer conforms.
+        low = schema.get("minimum")
+        high = schema.get("maximum")
+        value: Any = 1 if kind == "integer" else 1.5
+        if isinstance(low, int | float) and not isinstance(low, bool) and value < low:
+            value = low
+        if isinstance(high, int | float) and not isinstance(high, bool) and value > high:
+            value = high
+        return value
     if kind == "boolean":
         return True
     if kind == "null":
         return None
-    return text
+    limit = schema.get("maxLength")
+    return text[:limit] if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else text
 
 
 def answer(kind: str, prompt: Prompt, *, preface_tool_call: bool = False) -> Answer:

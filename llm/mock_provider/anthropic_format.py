@@ -33,7 +33,7 @@ FIELDS = frozenset(
     {
         "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
         "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
-        "context_management",
+        "context_management", "output_config",
     }
 )  # fmt: skip
 BLOCK_TYPES = {
@@ -77,9 +77,35 @@ def check_messages_request(body: Json) -> list[str]:
     metadata = body.get("metadata")
     if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
         problems.append("metadata: only user_id is allowed")
+    problems += _check_output_config(body.get("output_config"))
     problems += _check_system(body.get("system"))
     problems += _check_messages(body.get("messages"))
     problems += _check_tools(body)
+    return problems
+
+
+def _check_output_config(config: Any) -> list[str]:
+    """Structured outputs: ``output_config.format`` = ``{"type": "json_schema", "schema": {...}}``
+    (and ``effort``), as documented."""
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        return ["output_config: Input should be a valid dictionary"]
+    problems = [
+        f"output_config.{name}: Extra inputs are not permitted" for name in config if name not in ("format", "effort")
+    ]
+    output_format = config.get("format")
+    if output_format is None:
+        return problems
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        return [*problems, "output_config.format.type: Input should be 'json_schema'"]
+    if not isinstance(output_format.get("schema"), dict):
+        problems.append("output_config.format.schema: Input should be a valid dictionary")
+    problems += [
+        f"output_config.format.{name}: Extra inputs are not permitted"
+        for name in output_format
+        if name not in ("type", "schema")
+    ]
     return problems
 
 
@@ -289,6 +315,11 @@ def prompt(body: Json) -> Prompt:
     limit = body.get("max_tokens")
     asked.max_tokens = limit if is_int(limit) else None
     asked.stop = [s for s in body.get("stop_sequences") or () if isinstance(s, str)]
+    config = body.get("output_config")
+    output_format = config.get("format") if isinstance(config, dict) else None
+    if isinstance(output_format, dict) and isinstance(output_format.get("schema"), dict):
+        asked.json_mode = True
+        asked.json_schema = output_format["schema"]
     return asked
 
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from llm.mock_provider import anthropic_format, gemini_format, openai_format
-from llm.mock_provider.answers import Answer, answer
+from llm.mock_provider.answers import OFF_SCHEMA_TEXT, Answer, answer, with_text
 from llm.mock_provider.control import Control, ControlError, Fault, Record, last4
 from llm.mock_provider.errors import auth_error, conformance_error, context_length_error, error_reply, in_stream_error
 from llm.mock_provider.httpserver import Delivery, Reply, Request
@@ -267,6 +267,8 @@ class MockProvider:
             reply = Reply(200, payload, headers)
         else:
             said = self.chat_answer(kind, body, raw)
+            if name == "off_schema":
+                said = with_text(said, str(params.get("text", OFF_SCHEMA_TEXT)))
             reply = self.chat_reply(kind, body, model, stream, seq, said, usage)
             reply.headers = headers
         if name == "bad_json":

@@ -28,6 +28,7 @@ FAULTS = (
     "no_usage",  # leave usage out of the answer
     "bad_json",  # a 200 whose body (or one stream event) is not valid JSON
     "hang",  # never answer
+    "off_schema",  # a 200 saying `text` (default: prose, not JSON): a JSON-mode answer that does not conform
 )
 MATCH_FIELDS = ("kind", "model", "key_last4", "stream", "endpoint")
 SECRET_HEADERS = (b"authorization", b"api-key", b"x-api-key", b"x-goog-api-key")

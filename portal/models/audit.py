@@ -48,6 +48,11 @@ class AuditAction(models.TextChoices):
     PLAN_CREATED = "plan.created"
     PLAN_UPDATED = "plan.updated"
     PLAN_DELETED = "plan.deleted"
+    # Prompt APIs (llm.prompt_services)
+    PROMPT_API_CREATED = "prompt_api.created"
+    PROMPT_API_UPDATED = "prompt_api.updated"
+    PROMPT_VERSION_CREATED = "prompt_version.created"
+    PROMPT_UPDATED = "prompt.updated"
     # The LLM gateway's configuration (llm.services)
     LLM_PROVIDER_CREATED = "llm.provider.created"
     LLM_PROVIDER_UPDATED = "llm.provider.updated"

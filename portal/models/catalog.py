@@ -17,13 +17,24 @@ RESERVED_BASE_PATH_MESSAGE = (
 )
 
 
+# The gateway's MCP server (gateway/mcp.py) answers exactly this path; paths under it route as usual.
+MCP_ENDPOINT_PATH = "/mcp"
+MCP_ENDPOINT_MESSAGE = "The base path /mcp is the gateway's MCP server; choose another base path."
+
+
 def is_reserved_base_path(path: str) -> bool:
     return path.lower().startswith(RESERVED_BASE_PATH_PREFIX)
+
+
+def is_mcp_endpoint(path: str) -> bool:
+    return path.lower().rstrip("/") == MCP_ENDPOINT_PATH
 
 
 def validate_base_path_not_reserved(value: str) -> None:
     if is_reserved_base_path(value):
         raise ValidationError(RESERVED_BASE_PATH_MESSAGE, code="reserved")
+    if is_mcp_endpoint(value):
+        raise ValidationError(MCP_ENDPOINT_MESSAGE, code="reserved_mcp")
 
 
 # The gateway answers the LLM endpoints (OpenAI- and Anthropic-compatible) at its root, for
@@ -60,6 +71,8 @@ def base_path_refusal(path: str | None) -> str | None:
         return None
     if is_reserved_base_path(path):
         return RESERVED_BASE_PATH_MESSAGE
+    if is_mcp_endpoint(path):
+        return MCP_ENDPOINT_MESSAGE
     if shadows_llm_endpoint(path):
         return LLM_ENDPOINT_MESSAGE
     return None

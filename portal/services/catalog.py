@@ -149,7 +149,9 @@ def try_it_document(version: ApiVersion, gateway_url: str) -> dict[str, Any]:
         document.update(host=parts.netloc, basePath=parts.path or "/", schemes=[parts.scheme])
         document.setdefault("securityDefinitions", {})[KEY_SCHEME] = scheme
     else:
-        document["servers"] = [{"url": base_url}]
+        # A prompt API's generated document names the whole base path as its one path
+        # (llm/prompt_openapi.py), so its server is the gateway's root.
+        document["servers"] = [{"url": gateway_url.rstrip("/") if version.api.is_prompt else base_url}]
         _drop_inner_servers(document)
         if not isinstance(document.get("components"), dict):
             document["components"] = {}

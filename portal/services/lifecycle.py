@@ -9,9 +9,11 @@ audit event, and a config change published to the gateways on commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,14 +52,24 @@ def _locked(version: ApiVersion, actor: Actor) -> ApiVersion:
     return row
 
 
-def _move(version: ApiVersion, target: VersionState, actor: Actor, **details: Any) -> ApiVersion:
-    """Called inside the transaction, with ``version`` locked by ``_locked``."""
+def _move(
+    version: ApiVersion,
+    target: VersionState,
+    actor: Actor,
+    *,
+    prepare: Callable[[ApiVersion], None] | None = None,
+    **details: Any,
+) -> ApiVersion:
+    """Called inside the transaction, with ``version`` locked by ``_locked``. ``prepare(version)``,
+    if given, runs once the move is legal and may refuse it or set fields saved with it."""
     current = VersionState(version.state)
     if target not in ALLOWED_MOVES[current]:
         raise IllegalTransition(
             f"Version {version.version} of {version.api.name} is {current.label.lower()}; "
             f"it cannot become {target.label.lower()}."
         )
+    if prepare is not None:
+        prepare(version)
     now = timezone.now()
     version.state = target
     if target == VersionState.PUBLISHED:
@@ -90,14 +102,41 @@ def publish_version(version: ApiVersion, *, actor: Actor) -> ApiVersion:
     # (operations under /_portico, the LLM endpoints under /v1).
     if refusal := base_path_refusal(row.base_path):
         raise InvalidInput(refusal)
-    if row.api.kind != ApiKind.AI:
+    if row.api.kind == ApiKind.AI:
         # An AI API's version carries only the lifecycle: its model routes (llm.ModelRoute)
         # say where calls go, so it needs neither a base path nor upstream targets.
-        if not row.base_path:
-            raise InvalidInput("A version of a REST API needs a base path before it is published.")
-        if not row.targets.filter(enabled=True).exists():
-            raise InvalidInput("A version needs at least one enabled upstream target before it is published.")
+        return _move(row, VersionState.PUBLISHED, actor)
+    if row.api.kind == ApiKind.PROMPT:
+        return _move(row, VersionState.PUBLISHED, actor, prepare=_prepare_prompt)
+    if not row.base_path:
+        raise InvalidInput("A version of a REST API needs a base path before it is published.")
+    if not row.targets.filter(enabled=True).exists():
+        raise InvalidInput("A version needs at least one enabled upstream target before it is published.")
     return _move(row, VersionState.PUBLISHED, actor)
+
+
+def _prepare_prompt(version: ApiVersion) -> None:
+    """A prompt version publishes only with a valid prompt on a served route; its OpenAPI
+    document is generated from the prompt's schemas and stored with it, so the catalog, the
+    docs page and try-it serve it as they do a REST API's (llm/prompt_openapi.py)."""
+    # Imported here: llm's models import portal's, and portal's services load first.
+    from llm.prompt_openapi import build_document
+    from llm.prompt_services import check_publishable
+
+    if not version.base_path:
+        raise InvalidInput("A version of a prompt API needs a base path before it is published.")
+    prompt = check_publishable(version)
+    version.openapi = build_document(
+        title=version.api.name,
+        version=version.version,
+        description=version.api.description,
+        base_path=version.base_path,
+        input_schema=prompt.input_schema,
+        output_mode=prompt.output_mode,
+        output_schema=prompt.output_schema,
+        server_url=settings.PORTICO_GATEWAY_URL,
+        model=prompt.route.alias,
+    )
 
 
 @transaction.atomic

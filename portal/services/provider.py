@@ -385,6 +385,10 @@ def update_version(
         require_api_manager(actor, row.api, permission="portal.change_apiversion")
         if row.state == "retired":
             raise InvalidInput("A retired version cannot change.")
+        if row.api.kind == ApiKind.PROMPT and (targets is not None or openapi is not None):
+            # Its document is generated from its schemas when it is published
+            # (llm/prompt_openapi.py), and its calls go to a model route, not to upstreams.
+            raise InvalidInput("A prompt API's version has no upstream targets and its document is generated.")
         _check_policy(policy)
         changed: list[str] = []
         for name, value in policy.items():

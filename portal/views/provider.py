@@ -64,17 +64,21 @@ def apis(request: HttpRequest) -> HttpResponse:
             "apis": provider.managed_apis(request.user).prefetch_related("versions", "plans"),
             "form": form,
             "can_create": tenants.exists(),
+            "can_create_prompt": tenants.exists(),
             "pending_count": pending,
         },
     )
 
 
-def _api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
+def api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
+    from portal.views import prompts  # prompt APIs' versions are made by their own form
+
+    default_version_form = prompts.version_form(api) if api.is_prompt else VersionForm()
     context = {
         "api": api,
-        "versions": api.versions.prefetch_related("targets").order_by("-created_at"),
+        "versions": api.versions.prefetch_related("targets").select_related("prompt__route").order_by("-created_at"),
         "plans": api.plans.all(),
-        "version_form": forms.get("version_form") or VersionForm(),
+        "version_form": forms.get("version_form") or default_version_form,
         "plan_form": forms.get("plan_form") or PlanForm(),
         "deprecate_form": DeprecateForm(),
     }
@@ -85,7 +89,7 @@ def _api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
 @login_required
 @service_errors()
 def api_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return _api_page(request, _api(request, slug))
+    return api_page(request, _api(request, slug))
 
 
 @login_required
@@ -93,6 +97,10 @@ def api_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @service_errors()
 def version_create(request: HttpRequest, slug: str) -> HttpResponse:
     api = _api(request, slug)
+    if api.is_prompt:
+        from portal.views import prompts
+
+        return prompts.version_create(request, slug)
     form = VersionForm(request.POST, request.FILES)
     if form.is_valid():
         data = form.cleaned_data
@@ -109,7 +117,7 @@ def version_create(request: HttpRequest, slug: str) -> HttpResponse:
         if outcome.ok:
             messages.success(request, f"Version {version.version} created as a draft.")
             return redirect("provider_api", slug=api.slug)
-    return _api_page(request, api, version_form=form)
+    return api_page(request, api, version_form=form)
 
 
 @login_required
@@ -118,6 +126,8 @@ def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Change a version's upstream targets, policy or OpenAPI document."""
     api = _api(request, slug)
     version = _version(api, pk)
+    if api.is_prompt:
+        return redirect("provider_prompt", slug=api.slug, pk=version.pk)
     initial = {
         "targets": "\n".join(f"{t.url} {t.weight}" for t in version.targets.all()),
         **{name: getattr(version, name) for name in ("connect_timeout_ms", "read_timeout_ms", "total_timeout_ms")},
@@ -160,7 +170,7 @@ def plan_create(request: HttpRequest, slug: str) -> HttpResponse:
         if outcome.ok:
             messages.success(request, f"Plan {plan.name} created.")
             return redirect("provider_api", slug=api.slug)
-    return _api_page(request, api, plan_form=form)
+    return api_page(request, api, plan_form=form)
 
 
 @login_required

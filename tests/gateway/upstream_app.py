@@ -27,6 +27,7 @@ async def echo(request: web.Request) -> web.Response:
             "header_list": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in request.raw_headers],
             "raw_path": request.raw_path,
             "body_bytes": len(body),
+            "body": body[:4096].decode("utf-8", "replace"),  # what arrived, for tests that build bodies
             # Which gateway connection carried it: tells whether connections are reused.
             "peer_port": request.transport.get_extra_info("peername")[1],
         }

@@ -111,17 +111,7 @@ REQUESTS = {
 }
 
 
-# Anthropic's structured outputs (``output_config.format``, GA in the API and in the anthropic
-# SDK since 0.77) are not in the mock's list of Messages fields yet: the mock, not the
-# adapter, is behind. Strict, so the marker goes once the mock knows the field.
-MOCK_LACKS_OUTPUT_CONFIG = pytest.mark.xfail(
-    reason="the mock provider does not accept Anthropic's documented output_config yet", strict=True
-)
-CASES = [
-    pytest.param(kind, name, marks=MOCK_LACKS_OUTPUT_CONFIG if (kind, name) == ("anthropic", "json_schema") else ())
-    for kind in PROVIDER_KINDS
-    for name in REQUESTS
-]
+CASES = [pytest.param(kind, name) for kind in PROVIDER_KINDS for name in REQUESTS]
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 """Seed a demo: an admin, two tenants, APIs in every lifecycle state, plans, an application
 with an approved subscription and a key, and the LLM gateway: an AI API with providers of
-every kind on the mock provider, priced models and routes. Safe to run again: nothing is
+every kind on the mock provider, priced models and routes, and four prompt APIs on them
+(sentiment, translation, summarization, entity extraction). Safe to run again: nothing is
 duplicated."""
 
 import os
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from llm import services as llm_services
 from llm.models import Budget, Model, ModelRoute, Provider
+from portal.management.demo_prompts import seed_prompt_apis
 from portal.models import (
     Api,
     ApiKey,
@@ -179,6 +181,10 @@ class Command(BaseCommand):
             subscriptions.approve_subscription(sub, actor=admin, reason="Demo: approved by the seed.")
         llm_api = self._llm(publisher, admin)
         subscriptions.request_subscription(app, llm_api, llm_api.plans.get(name="Free"), actor=dev)
+        # Prompt APIs on the mock provider's routes; the demo application may call Sentiment.
+        prompt_apis = {api.slug: api for api in seed_prompt_apis(publisher, admin)}
+        sentiment = prompt_apis["sentiment"]
+        subscriptions.request_subscription(app, sentiment, sentiment.plans.get(name="Free"), actor=dev)
         if not Budget.objects.filter(tenant=acme).exists():
             llm_services.create_budget(
                 actor=admin, subject=acme, period="monthly", spend_limit_usd=DEMO_TENANT_MONTHLY_BUDGET_USD
@@ -203,6 +209,10 @@ class Command(BaseCommand):
                 f"  LLM:       curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
                 "http://127.0.0.1:8080/v1/chat/completions "
                 """-d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'"""
+            )
+            self.stdout.write(
+                f"  prompt:    curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
+                """http://127.0.0.1:8080/sentiment/v1 -d '{"text": "I love this product"}'"""
             )
 
     def _user(self, username, email, password, *, staff):
