@@ -114,12 +114,12 @@ def provision() -> Provisioned:
                 )
                 sub = live.first()
                 if sub is None:
-                    sub, _ = subscriptions.request_subscription(app, api, api.plans.get(name=plan_name), owner)
+                    sub, _ = subscriptions.request_subscription(app, api, api.plans.get(name=plan_name), actor=owner)
                 if sub.state == SubscriptionState.PENDING:
-                    subscriptions.approve_subscription(sub, admin, reason="Demo traffic generator.")
+                    subscriptions.approve_subscription(sub, actor=admin, reason="Demo traffic generator.")
             for old in ApiKey.objects.filter(application=app, name=KEY_NAME, revoked_at__isnull=True):
-                keys.revoke_api_key(old, owner)
-            _key, secret = keys.create_api_key(app, owner, name=KEY_NAME)
+                keys.revoke_api_key(old, actor=owner)
+            _key, secret = keys.create_api_key(app, actor=owner, name=KEY_NAME)
             callers.append(Caller(name, tenant.name, secret, frozenset(slug for slug, _plan in wanted)))
     return Provisioned(tuple(callers))
 
