@@ -1,7 +1,8 @@
 """Trend reports in the portal: a tenant's list (``/usage/reports/``), the platform's for
 staff (``/staff/reports/``), one report's page and its CSV. Thin: who may read or request
-what is ``analytics.services``'s; what a report says is ``analytics.reports``'s. A report the
-viewer may not read is a 404, whoever's it is."""
+what is ``analytics.services``'s; what a report says is ``analytics.reports``'s. Refusals are
+answered by ``service_errors`` as on the other pages: a report the viewer may not read is a
+404, whoever's it is; a bad request for one is a message above the list."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -19,8 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from analytics import reports, services
 from analytics.models import ReportKind, TrendReport
 from portal.models import Tenant
-from portal.services.errors import InvalidInput, NotFound
 from portal.views.analytics import _staff, _tenant
+from portal.views.service_errors import service_errors
 
 PER_PAGE = 30
 METRIC_NAMES = {"requests": "Traffic", "error_rate": "Error rate", "p95_latency_ms": "p95 latency"}
@@ -28,59 +29,36 @@ METRIC_NAMES = {"requests": "Traffic", "error_rate": "Error rate", "p95_latency_
 
 def _list(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
     """The reports of a scope, newest first, and the form that asks for one now."""
-    status = 200
     if request.method == "POST":
         kind = request.POST.get("kind", "")
-        try:
-            ready = services.queue_trend_report(request.user, tenant=tenant, kind=kind)
-        except NotFound:
-            raise Http404("No such page.") from None
-        except InvalidInput as error:
-            messages.error(request, error.message)
-            status = 400
-        else:
-            if ready is not None:
-                messages.info(request, "A report of this kind was made minutes ago: here it is.")
-                return redirect("trend_report", pk=ready.pk)
-            messages.success(
-                request, f"Your {kind} report is being prepared; it appears in this list in a minute or so."
-            )
-            return redirect(request.path)
-    try:
-        found = services.reports_for(request.user, tenant)
-    except NotFound:
-        raise Http404("No such page.") from None
-    page = Paginator(found.only(*LIST_FIELDS), PER_PAGE).get_page(request.GET.get("page"))
+        ready = services.queue_trend_report(request.user, tenant=tenant, kind=kind)
+        if ready is not None:
+            messages.info(request, "A report of this kind was made minutes ago: here it is.")
+            return redirect("trend_report", pk=ready.pk)
+        messages.success(request, f"Your {kind} report is being prepared; it appears in this list in a minute or so.")
+        return redirect(request.path)
+    page = Paginator(services.reports_for(request.user, tenant), PER_PAGE).get_page(request.GET.get("page"))
     for report in page:
         rate = report.data.get("current", {}).get("error_rate")
         report.error_rate_text = "–" if rate is None else f"{rate * 100:.2f} %"
     context = {"scope": tenant, "page": page, "kinds": ReportKind.choices}
     with timezone.override(UTC):
-        return render(request, "portal/analytics/reports.html", context, status=status)
-
-
-# The list shows a few figures; the report's JSON is read for them, but nothing else is.
-LIST_FIELDS = ("kind", "tenant", "period_start", "period_end", "on_demand", "created_at", "anomaly_count", "data")
+        return render(request, "portal/analytics/reports.html", context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@service_errors("trend_reports")
 def trend_reports(request: HttpRequest) -> HttpResponse:
     return _list(request, _tenant(request))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@service_errors("staff_trend_reports")
 def staff_trend_reports(request: HttpRequest) -> HttpResponse:
     _staff(request)
     return _list(request, None)
-
-
-def _report(request: HttpRequest, pk: int) -> TrendReport:
-    try:
-        return services.get_report(request.user, pk)
-    except NotFound:
-        raise Http404("No such report.") from None
 
 
 def figure_cards(report: TrendReport) -> list[dict[str, Any]]:
@@ -133,8 +111,9 @@ def anomaly_rows(report: TrendReport) -> list[dict[str, Any]]:
 
 @login_required
 @require_GET
+@service_errors()
 def trend_report(request: HttpRequest, pk: int) -> HttpResponse:
-    report = _report(request, pk)
+    report = services.get_report(request.user, pk)
     data = report.data
     context = {
         "report": report,
@@ -150,8 +129,9 @@ def trend_report(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@service_errors()
 def trend_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    report = _report(request, pk)
+    report = services.get_report(request.user, pk)
     response = HttpResponse(reports.report_csv(report), content_type="text/csv; charset=utf-8")
     name = f"trend-report-{report.pk}-{report.kind}-{report.period_start:%Y%m%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
