@@ -603,7 +603,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
     def publish(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
         for version in self._versions(queryset):
             try:
-                lifecycle.publish_version(version, request.user)
+                lifecycle.publish_version(version, actor=request.user)
                 self.message_user(request, f"{version} is published.", messages.SUCCESS)
             except ServiceError as error:
                 self.message_user(request, f"{version}: {error.message}", messages.ERROR)
@@ -617,7 +617,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             title="Deprecate versions",
             form_class=DeprecationForm,
             apply=lambda p, data: lifecycle.deprecate_version(
-                p.version, request.user, sunset_at=data["sunset_at"], reason=data["reason"]
+                p.version, actor=request.user, sunset_at=data["sunset_at"], reason=data["reason"]
             ),
         )
 
@@ -629,5 +629,5 @@ class PromptVersionAdmin(admin.ModelAdmin):
             queryset,
             title="Retire versions",
             form_class=DecisionForm,
-            apply=lambda p, data: lifecycle.retire_version(p.version, request.user, reason=data["reason"]),
+            apply=lambda p, data: lifecycle.retire_version(p.version, actor=request.user, reason=data["reason"]),
         )

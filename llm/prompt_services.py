@@ -34,7 +34,7 @@ from django.db.models import QuerySet
 
 from llm.models import ModelRoute, OutputMode, PromptApi, PromptVersion
 from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, template_variables
-from portal.models import Api, ApiVersion, Tenant, VersionState
+from portal.models import Api, ApiVersion, AuditAction, Tenant, VersionState
 from portal.models.catalog import ApiKind
 from portal.services import audit
 from portal.services.config_signal import publish_config_change
@@ -43,10 +43,10 @@ from portal.services.ownership import require_api_manager, require_team_manager
 
 Actor = AbstractBaseUser | AnonymousUser
 
-API_CREATED = "prompt_api.created"
-API_UPDATED = "prompt_api.updated"
-VERSION_CREATED = "prompt_version.created"
-PROMPT_UPDATED = "prompt.updated"
+API_CREATED = AuditAction.PROMPT_API_CREATED
+API_UPDATED = AuditAction.PROMPT_API_UPDATED
+VERSION_CREATED = AuditAction.PROMPT_VERSION_CREATED
+PROMPT_UPDATED = AuditAction.PROMPT_UPDATED
 
 PROMPT_FIELDS = (
     "system_prompt",
@@ -182,7 +182,7 @@ def create_prompt_api(
     """A new prompt API owned by ``tenant`` (its owners and admins, or staff for any team)."""
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        require_team_manager(actor, tenant)
+        require_team_manager(actor, tenant, permission="portal.add_api")
         api = PromptApi(owner=tenant, slug=slug, name=name.strip(), description=description, visibility=visibility)
         api.kind = ApiKind.PROMPT
         _full_clean(api)
@@ -203,7 +203,7 @@ def update_prompt_api(api: Api, *, actor: Actor, **changes: Any) -> Api:
         raise InvalidInput(f"Unknown API settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         row = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
-        require_api_manager(actor, row)
+        require_api_manager(actor, row, permission="portal.change_api")
         if row.kind != ApiKind.PROMPT:
             raise InvalidInput(f"{row.name} is not a prompt API.")
         changed = [name for name, value in changes.items() if getattr(row, name) != value]
@@ -236,7 +236,7 @@ def create_prompt_version(
         raise InvalidInput(f"Unknown prompt settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         api = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
-        require_api_manager(actor, api)
+        require_api_manager(actor, api, permission="portal.add_apiversion")
         if api.kind != ApiKind.PROMPT:
             raise InvalidInput(f"{api.name} is not a prompt API.")
         fields: dict[str, Any] = {
@@ -289,7 +289,7 @@ def update_prompt(
         raise InvalidInput(f"Unknown prompt settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         version = ApiVersion.objects.select_for_update().select_related("api", "api__owner").get(pk=prompt.version_id)
-        require_api_manager(actor, version.api)
+        require_api_manager(actor, version.api, permission="portal.change_apiversion")
         row = PromptVersion.objects.select_for_update().get(pk=prompt.pk)
         if version.state != VersionState.DRAFT:
             raise InvalidInput(

@@ -208,6 +208,6 @@ def seed_prompt_apis(publisher: Tenant, admin: Any) -> list[Api]:
         elif not PromptVersion.objects.filter(version=version).exists():
             continue  # someone else's version under that name: leave it alone
         if version.state == VersionState.DRAFT:
-            lifecycle.publish_version(version, admin)
+            lifecycle.publish_version(version, actor=admin)
         made.append(Api.objects.get(pk=api.pk))
     return made

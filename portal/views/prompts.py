@@ -26,14 +26,11 @@ from portal import ratelimits
 from portal.models import Api, VersionState
 from portal.prompt_forms import PlaygroundForm, PromptApiForm, PromptForm, PromptVersionForm
 from portal.services import provider
-from portal.services.errors import NotFound, ServiceError
+from portal.views.service_errors import form_errors, service_errors
 
 
 def _prompt_api(request: HttpRequest, slug: str) -> Api:
-    try:
-        api = provider.managed_api(request.user, slug)
-    except NotFound as error:
-        raise Http404(error.message) from error
+    api = provider.managed_api(request.user, slug)  # NotFound: a 404 (service_errors)
     if not api.is_prompt:
         raise Http404("This API is not a prompt API.")
     return api
@@ -61,6 +58,7 @@ def _shown(output: Any) -> str:
 
 
 @login_required
+@service_errors()
 def api_create(request: HttpRequest) -> HttpResponse:
     tenants = provider.managed_tenants(request.user)
     if not tenants.exists():
@@ -68,7 +66,7 @@ def api_create(request: HttpRequest) -> HttpResponse:
     form = PromptApiForm(request.POST or None, tenants=tenants)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form) as outcome:
             api = prompt_services.create_prompt_api(
                 data["tenant"],
                 actor=request.user,
@@ -77,9 +75,7 @@ def api_create(request: HttpRequest) -> HttpResponse:
                 description=data["description"],
                 visibility=data["visibility"],
             )
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"{api.name} created. Add a version, write its prompt, then publish it.")
             return redirect("provider_api", slug=api.slug)
     status = 400 if form.is_bound else 200
@@ -88,12 +84,13 @@ def api_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@service_errors()
 def version_create(request: HttpRequest, slug: str) -> HttpResponse:
     api = _prompt_api(request, slug)
     form = version_form(api, request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form) as outcome:
             prompt = prompt_services.create_prompt_version(
                 api,
                 actor=request.user,
@@ -102,9 +99,7 @@ def version_create(request: HttpRequest, slug: str) -> HttpResponse:
                 route=data["route"],
                 copy_from=data["copy_from"],
             )
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"Version {prompt.version.version} created as a draft: write its prompt.")
             return redirect("provider_prompt", slug=api.slug, pk=prompt.version_id)
     from portal.views.provider import api_page  # the API page shows this form with its errors
@@ -151,6 +146,7 @@ def _page(
 
 
 @login_required
+@service_errors()
 def prompt_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """A version's prompt: editable while it is a draft, shown read-only afterwards."""
     api = _prompt_api(request, slug)
@@ -159,16 +155,14 @@ def prompt_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         return _page(request, api, prompt)
     form = PromptForm(request.POST, routes=prompt_services.available_routes())
     if form.is_valid():
-        try:
+        with form_errors(form) as outcome:
             prompt_services.update_prompt(
                 prompt,
                 actor=request.user,
                 route=form.cleaned_data["route"],
                 **PromptForm.prompt_fields(form.cleaned_data),
             )
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"The prompt of {prompt.version.version} is saved.")
             return redirect("provider_prompt", slug=api.slug, pk=pk)
     return _page(request, api, prompt, form=form, status=400)
@@ -177,6 +171,7 @@ def prompt_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 @ratelimits.limited(ratelimits.PLAYGROUND_RUNS)
+@service_errors()
 def playground(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Run the version's saved prompt once on its model route with the sample input."""
     api = _prompt_api(request, slug)

@@ -51,14 +51,14 @@ def test_the_published_document_describes_what_the_gateway_answers(ai_route: AiR
     )
     plan = provider.create_plan(api, actor=owner, name="Free")
     app = Application.objects.create(tenant=team, name="tone client")
-    key, secret = keys.create_api_key(app, owner)
+    key, secret = keys.create_api_key(app, actor=owner)
     headers = {"x-api-key": secret, "content-type": "application/json"}
     url = gateway.url + "/tone/v1"
     gateway.wait_for_config()
     assert requests.post(url, data=b"{}", headers=headers, timeout=10).status_code == 404  # a draft is not served
 
-    version = lifecycle.publish_version(prompt.version, owner)
-    subscriptions.request_subscription(app, api, plan, owner)
+    version = lifecycle.publish_version(prompt.version, actor=owner)
+    subscriptions.request_subscription(app, api, plan, actor=owner)
     gateway.wait_for_config()
     document = version.openapi
     example = document["paths"]["/tone/v1"]["post"]["requestBody"]["content"]["application/json"]["example"]

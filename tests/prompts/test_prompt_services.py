@@ -122,7 +122,7 @@ def test_a_route_of_an_unpublished_ai_api_is_not_offered(staff, alice, acme, pub
 
 def test_publishing_generates_a_valid_openapi_document_and_freezes_the_prompt(alice, acme, route):
     prompt = sentiment_version(alice, acme, route)
-    version = lifecycle.publish_version(prompt.version, alice)
+    version = lifecycle.publish_version(prompt.version, actor=alice)
     assert version.state == VersionState.PUBLISHED
     document = version.openapi
     validate(document)  # openapi-spec-validator, 3.1
@@ -155,28 +155,28 @@ def test_a_prompt_version_publishes_only_with_a_valid_prompt(alice, acme, route)
     # Saved behind the service's back (an old row, a data migration): still refused.
     PromptVersion.objects.filter(pk=prompt.pk).update(user_template="{{ghost}}")
     with pytest.raises(InvalidInput, match="ghost"):
-        lifecycle.publish_version(prompt.version, alice)
+        lifecycle.publish_version(prompt.version, actor=alice)
     PromptVersion.objects.filter(pk=prompt.pk).delete()
     with pytest.raises(InvalidInput, match="no prompt"):
-        lifecycle.publish_version(prompt.version, alice)
+        lifecycle.publish_version(prompt.version, actor=alice)
     prompt.version.refresh_from_db()
     assert prompt.version.state == VersionState.DRAFT and prompt.version.openapi == {}
 
 
 def test_deprecate_and_retire_as_for_rest(alice, acme, route):
-    version = lifecycle.publish_version(sentiment_version(alice, acme, route).version, alice)
-    version = lifecycle.deprecate_version(version, alice)
+    version = lifecycle.publish_version(sentiment_version(alice, acme, route).version, actor=alice)
+    version = lifecycle.deprecate_version(version, actor=alice)
     assert version.state == VersionState.DEPRECATED and version.sunset_at
-    version = lifecycle.retire_version(version, alice)
+    version = lifecycle.retire_version(version, actor=alice)
     assert version.state == VersionState.RETIRED
     with pytest.raises(IllegalTransition):
-        lifecycle.publish_version(version, alice)
+        lifecycle.publish_version(version, actor=alice)
 
 
 def test_text_mode_document_types_output_as_a_string(alice, acme, route):
     api = prompt_services.create_prompt_api(acme, actor=alice, slug="echo", name="Echo")
     prompt = prompt_services.create_prompt_version(api, actor=alice, version="v1", base_path="/echo/v1", route=route)
-    document = lifecycle.publish_version(prompt.version, alice).openapi
+    document = lifecycle.publish_version(prompt.version, actor=alice).openapi
     validate(document)
     assert document["components"]["schemas"]["Answer"]["properties"]["output"]["type"] == "string"
     assert json.dumps(document)  # stored as JSON
@@ -185,7 +185,7 @@ def test_text_mode_document_types_output_as_a_string(alice, acme, route):
 def test_the_generated_document_cannot_be_replaced_through_the_rest_version_service(alice, acme, route):
     from portal.services import provider
 
-    version = lifecycle.publish_version(sentiment_version(alice, acme, route).version, alice)
+    version = lifecycle.publish_version(sentiment_version(alice, acme, route).version, actor=alice)
     with pytest.raises(InvalidInput, match="generated"):
         provider.update_version(version, actor=alice, openapi={"openapi": "3.0.3", "paths": {}})
     with pytest.raises(InvalidInput, match="upstream"):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0008_calllog_channel'),
+        ('analytics', '0009_calllog_drop_single_column_api_tenant_indexes'),
     ]
 
     operations = [
