@@ -124,6 +124,15 @@ def begin(
     return trace_id, span_id, parent_id, flags, state
 
 
+def child_headers(trace_id: str, span_id: str, flags: int, tracestate: bytes | None) -> list[tuple[bytes, bytes]]:
+    """Headers that make a request the gateway makes to itself (an MCP tool call) a child of
+    this call's span, in its trace."""
+    headers = [(TRACEPARENT, b"00-%s-%s-%02x" % (trace_id.encode(), span_id.encode(), flags))]
+    if tracestate is not None:
+        headers.append((TRACESTATE, tracestate))
+    return headers
+
+
 def traceparent_line(trace_id: str, span_id: str, flags: int, tracestate: bytes | None) -> bytes:
     """The header lines the gateway sends upstream: always version 00, its own span as parent."""
     line = b"traceparent: 00-%s-%s-%02x\r\n" % (trace_id.encode(), span_id.encode(), flags)
