@@ -192,11 +192,11 @@ class ProviderKeyAdmin(ServiceDeleteMixin, admin.ModelAdmin):
             except ServiceError as error:
                 self.message_user(request, f"{key}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Disable selected keys")
+    @admin.action(description="Disable selected keys", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         self._each(request, queryset, lambda k: services.disable_key(k, actor=request.user), "disabled")
 
-    @admin.action(description="Enable selected keys (whatever their state)")
+    @admin.action(description="Enable selected keys (whatever their state)", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         self._each(request, queryset, lambda k: services.enable_key(k, actor=request.user), "enabled")
 
@@ -599,7 +599,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
     def _versions(self, queryset: QuerySet[PromptVersion]) -> QuerySet[ApiVersion]:
         return ApiVersion.objects.filter(prompt__in=queryset)
 
-    @admin.action(description="Publish selected versions (generates their OpenAPI documents)")
+    @admin.action(description="Publish selected versions (generates their OpenAPI documents)", permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
         for version in self._versions(queryset):
             try:
@@ -608,7 +608,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             except ServiceError as error:
                 self.message_user(request, f"{version}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Deprecate selected versions (asks for a sunset date)")
+    @admin.action(description="Deprecate selected versions (asks for a sunset date)", permissions=["change"])
     def deprecate(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
         return run_with_reason(
             self,
@@ -621,7 +621,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Retire selected versions (final)")
+    @admin.action(description="Retire selected versions (final)", permissions=["change"])
     def retire(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
         return run_with_reason(
             self,
