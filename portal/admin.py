@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from portal.models import (
@@ -23,13 +23,14 @@ from portal.models import (
     AuditEvent,
     Membership,
     Plan,
+    Role,
     Subscription,
     Tag,
     Tenant,
     UpstreamTarget,
 )
-from portal.services import admin_edits, applications, keys, lifecycle, subscriptions
-from portal.services.errors import ServiceError
+from portal.services import admin_edits, applications, keys, lifecycle, subscriptions, tenants
+from portal.services.errors import InvalidInput, ServiceError
 
 
 class DecisionForm(forms.Form):
@@ -87,6 +88,26 @@ def delete_each(
             modeladmin.message_user(request, f"{obj}: {error.message}", messages.ERROR)
 
 
+class ServiceErrorsAdmin(admin.ModelAdmin):
+    """A service refusing a change form's save (a rule the form could not see: the team's
+    last owner, a published version's base path, a concurrent change) is shown as a message
+    on the page again, not a 500. Django's change view runs in one transaction, left by the
+    exception: everything the submit saved before the refusal is rolled back with it."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as error:
+            self.message_user(request, f"Nothing was saved: {error.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -94,10 +115,33 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ServiceErrorsAdmin):
+    """Members are changed through ``portal.services.tenants``: the team keeps an owner and
+    every change is audited, as on the portal's team page."""
+
     list_display = ["name", "slug", "is_personal", "created_at"]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        rows = formset.save(commit=False)
+        changed = {id(row): fields for row, fields in formset.changed_objects}
+        for row in rows:
+            if row.pk is not None and "user" in changed.get(id(row), []):
+                raise InvalidInput("A membership's person cannot be swapped; remove it and add the other person.")
+        # New owners first, demotions next, removals last: handing a team over in one submit
+        # (promote one, demote or remove the other) never leaves it without an owner between two steps.
+        added = [row for row in rows if row.pk is None]
+        for row in sorted(added, key=lambda r: r.role != Role.OWNER):
+            row.pk = tenants.add_member(form.instance, row.user, row.role, actor=request.user).pk
+        role_changes = [row for row in rows if row.pk is not None and "role" in changed.get(id(row), [])]
+        for row in sorted(role_changes, key=lambda r: r.role != Role.OWNER):
+            tenants.change_role(row, row.role, actor=request.user)
+        for row in formset.deleted_objects:
+            tenants.remove_member(row, actor=request.user)
 
 
 @admin.register(Tag)
