@@ -28,6 +28,7 @@ from portal.models import (
     Tag,
     Tenant,
     UpstreamTarget,
+    VersionState,
 )
 from portal.services import admin_edits, applications, keys, lifecycle, subscriptions, tenants
 from portal.services.errors import InvalidInput, ServiceError
@@ -162,9 +163,10 @@ class ApiVersionInline(admin.TabularInline):
     show_change_link = True
 
 
-class ServiceSavedAdmin(admin.ModelAdmin):
+class ServiceSavedAdmin(ServiceErrorsAdmin):
     """Plain edits of routable configuration go through ``admin_edits``: audited, checked
-    against the operator's permissions, and published to the gateways on commit."""
+    against the operator's permissions and the rules that keep routed versions reachable,
+    and published to the gateways on commit."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         admin_edits.save_object(obj, actor=request.user, changed=form.changed_data)
@@ -177,11 +179,12 @@ class ServiceSavedAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         instances = formset.save(commit=False)
-        for obj in formset.deleted_objects:
-            admin_edits.delete_object(obj, actor=request.user)
         changed = {id(obj): fields for obj, fields in formset.changed_objects}
-        for obj in instances:
-            admin_edits.save_object(obj, actor=request.user, changed=changed.get(id(obj), []))
+        admin_edits.save_inline(
+            actor=request.user,
+            saved=[(obj, changed.get(id(obj), [])) for obj in instances],
+            deleted=list(formset.deleted_objects),
+        )
         formset.save_m2m()
 
 
@@ -208,6 +211,12 @@ class ApiVersionAdmin(ServiceSavedAdmin):
     readonly_fields = ["state", "published_at", "deprecated_at", "sunset_at", "retired_at"]
     inlines = [UpstreamTargetInline]
     actions = ["publish", "deprecate", "retire"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Once routed, a version keeps its address (admin_edits refuses the change anyway).
+        if obj is not None and obj.state != VersionState.DRAFT:
+            return [*self.readonly_fields, *admin_edits.ROUTED_BY]
+        return list(self.readonly_fields)
 
     @admin.action(description="Publish selected versions", permissions=["change"])
     def publish(self, request, queryset):
