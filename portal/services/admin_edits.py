@@ -77,6 +77,7 @@ def _lock(obj: models.Model) -> None:
 
 # What a published or deprecated version is routed by: it keeps these (see the module's docstring).
 ROUTED_BY = ("api", "base_path", "host")
+_ROUTED_COLUMNS = {"api": "api_id", "base_path": "base_path", "host": "host"}  # compared without loading the API
 
 
 def _version_rules(version: ApiVersion) -> None:
@@ -85,8 +86,9 @@ def _version_rules(version: ApiVersion) -> None:
     if stored.state == VersionState.RETIRED:
         raise InvalidInput("A retired version cannot change.")
     if stored.state != VersionState.DRAFT:
-        columns = {name: ApiVersion._meta.get_field(name).attname for name in ROUTED_BY}  # api -> api_id
-        moved = [name for name, column in columns.items() if getattr(stored, column) != getattr(version, column)]
+        moved = [
+            name for name, column in _ROUTED_COLUMNS.items() if getattr(stored, column) != getattr(version, column)
+        ]
         if moved:
             raise InvalidInput(
                 f"The {', '.join(name.replace('_', ' ') for name in moved)} of a {stored.state} version cannot change: "
