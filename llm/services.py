@@ -191,16 +191,16 @@ KEY_FIELDS = frozenset({"label", "priority", "expires_at"})
 def _clean_secret(secret: Any) -> str:
     if not isinstance(secret, str):
         raise InvalidInput("A credential is text.")
-    secret = secret.strip()
-    if not secret:
+    cleaned = secret.strip()
+    if not cleaned:
         raise InvalidInput("A key needs its secret.")
-    if len(secret) > SECRET_MAX:
+    if len(cleaned) > SECRET_MAX:
         raise InvalidInput(f"A credential has at most {SECRET_MAX} characters.")
     # It goes into an HTTP header upstream: a space, CR/LF or non-ASCII byte would break the
     # request or smuggle another header into it.
-    if any(not 0x21 <= ord(c) <= 0x7E for c in secret):
+    if any(not 0x21 <= ord(c) <= 0x7E for c in cleaned):
         raise InvalidInput("A credential is printable ASCII without spaces or line breaks.")
-    return secret
+    return cleaned
 
 
 def add_key(

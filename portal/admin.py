@@ -45,7 +45,16 @@ class DeprecationForm(DecisionForm):
     )
 
 
-def run_with_reason(modeladmin, request, queryset, *, title, form_class, apply, reason_required=False):
+def run_with_reason(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    form_class: type[DecisionForm],
+    apply: Callable[[Any, dict[str, Any]], object],
+    reason_required: bool = False,
+) -> TemplateResponse | None:
     """Show a form asking for a reason, then apply ``apply(obj, cleaned_data)`` to each object."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
