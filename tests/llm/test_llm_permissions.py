@@ -99,6 +99,15 @@ def test_a_view_only_operator_changes_nothing_through_the_admin(client, viewer_o
     }  # fmt: skip
     response = client.post(reverse("admin:llm_provider_change", args=[world["provider"].pk]), provider_form)
     assert response.status_code == 403
+    route_form = {
+        "alias": "fast",
+        "api": world["api"].pk,
+        "retries": 5,
+        "targets-TOTAL_FORMS": 0,
+        "targets-INITIAL_FORMS": 0,
+    }
+    response = client.post(reverse("admin:llm_modelroute_change", args=[world["route"].pk]), route_form)
+    assert response.status_code == 403
     budget_form = {"period": "monthly", "spend_limit_usd": "1"}
     response = client.post(reverse("admin:llm_budget_change", args=[world["budget"].pk]), budget_form)
     assert response.status_code == 403
@@ -116,6 +125,14 @@ def test_an_operator_with_the_permissions_disables_a_key_in_the_admin(client, ed
     assert ProviderKey.objects.get(pk=world["key"].pk).state == KeyState.DISABLED
     event = AuditEvent.objects.get(action="llm.key.disabled")
     assert event.actor == editor_op
+    provider_form = {
+        "name": "Renamed", "kind": "openai", "base_url": f.MOCK + "/openai/v1", "azure_api_version": "",
+        "enabled": "on", "keys-TOTAL_FORMS": 1, "keys-INITIAL_FORMS": 1, "keys-0-id": world["key"].pk,
+        "keys-0-provider": world["provider"].pk,
+    }  # fmt: skip
+    response = client.post(reverse("admin:llm_provider_change", args=[world["provider"].pk]), provider_form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Provider.objects.get(pk=world["provider"].pk).name == "Renamed"
 
 
 def test_a_view_only_operator_changes_nothing_through_the_rest_api(viewer_op, world, acme):
