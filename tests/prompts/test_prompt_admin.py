@@ -118,3 +118,53 @@ def test_edit_a_draft_then_publish_and_the_prompt_is_read_only(admin_client, sta
     )
     prompt.version.refresh_from_db()
     assert prompt.version.state == VersionState.RETIRED
+
+
+def test_a_save_the_service_refuses_is_a_message_and_nothing_saved_never_a_500(client, staff, alice, acme, route):
+    # An operator may use the prompt admin pages (llm permissions) without the portal's
+    # permissions the services ask for: the refusal must be said, not "added successfully"
+    # for no row (the API) or a 500 logging a version that was never made.
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    prompt = sentiment_version(alice, acme, route)
+    operator = make_user("prompt-op")
+    operator.is_staff = True
+    operator.save()
+    operator.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="llm",
+            codename__in=["add_promptapi", "change_promptapi", "view_promptapi"]
+            + ["add_promptversion", "change_promptversion", "view_promptversion"],
+        )
+    )
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:llm_promptapi_add"),
+        {"name": "X", "slug": "x-api", "owner": acme.pk, "description": "", "visibility": "public"}
+        | {"versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["Nothing was saved: Your administrator account lacks the portal.add_api permission."]
+    assert not PromptApi.objects.filter(slug="x-api").exists()
+    response = client.post(
+        reverse("admin:llm_promptversion_add"),
+        version_post(prompt.version.api, route, version_name="v9", base_path="/sentiment/v9"),
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "lacks the portal.add_apiversion permission" in " ".join(str(m) for m in response.context["messages"])
+    assert PromptVersion.objects.count() == 1
+    response = client.post(
+        reverse("admin:llm_promptversion_change", args=[prompt.pk]),
+        version_post(prompt.version.api, route, system_prompt="Changed"),
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["Nothing was saved: Your administrator account lacks the portal.change_apiversion permission."]
+    prompt.refresh_from_db()
+    assert prompt.system_prompt != "Changed"
+    assert not LogEntry.objects.filter(user=operator).exists()
