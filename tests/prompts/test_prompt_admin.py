@@ -168,3 +168,34 @@ def test_a_save_the_service_refuses_is_a_message_and_nothing_saved_never_a_500(c
     prompt.refresh_from_db()
     assert prompt.system_prompt != "Changed"
     assert not LogEntry.objects.filter(user=operator).exists()
+
+
+def test_the_api_admin_keeps_a_prompt_apis_kind_and_generated_document(client, staff, alice, acme, route, api):
+    # A published prompt API turned REST in the APIs admin would be routed to no upstream
+    # (and its prompt rows orphaned); a REST API turned prompt would stop being served. Its
+    # version's OpenAPI document is generated from the schemas: replacing it there is refused
+    # as provider.update_version refuses it.
+    from portal.models import Api
+    from portal.services import admin_edits, lifecycle
+    from portal.services.errors import InvalidInput
+    from tests.test_admin_version_rules import as_shown
+
+    rest = api
+    prompt = sentiment_version(alice, acme, route)
+    version = lifecycle.publish_version(prompt.version, actor=alice)
+    prompt_api = Api.objects.get(pk=version.api_id)
+    client.force_login(staff)
+    url = reverse("admin:portal_api_change", args=[prompt_api.pk])
+    response = client.post(url, {**as_shown(client, url), "kind": "rest"}, follow=True)
+    assert "kind of an API" in response.content.decode()
+    prompt_api.refresh_from_db()
+    assert prompt_api.kind == "prompt"
+    url = reverse("admin:portal_apiversion_change", args=[version.pk])
+    document = {"openapi": "3.1.0", "info": {"title": "Forged", "version": "1"}, "paths": {}}
+    response = client.post(url, {**as_shown(client, url), "openapi": json.dumps(document)}, follow=True)
+    assert "document is generated" in response.content.decode()
+    version.refresh_from_db()
+    assert version.openapi["info"]["title"] != "Forged"
+    rest.kind = "prompt"
+    with pytest.raises(InvalidInput, match="kind of an API"):
+        admin_edits.save_object(rest, actor=staff, changed=["kind"])
