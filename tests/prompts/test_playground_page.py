@@ -119,3 +119,25 @@ def test_playground_runs_are_limited_per_team_whoever_runs_them(client, alice, a
     assert "Your team has used its playground runs" in refused.content.decode()
     assert mock_llm.requests(kind="openai") == []
     clear_counters(redis_client)
+
+
+def test_an_unreachable_provider_is_named_but_its_address_is_not_shown(client, alice, acme, staff, publisher):
+    # The playground is a team's page; the provider's address (an internal host, a path with
+    # a deployment name) is the platform's. The author learns the provider could not be
+    # reached, as the gateway's callers do, not where it lives.
+    from portal.embedded_redis import free_port
+
+    port = free_port()
+    api = factories.ai_api(publisher, staff, slug="llm")
+    provider = llm_services.create_provider(
+        actor=staff, name="internal", kind="openai", base_url=f"http://127.0.0.1:{port}/internal-deployment/v1"
+    )
+    llm_services.add_key(provider, actor=staff, secret="sk-test-000000000002", label="t")
+    route = factories.route(staff, api, "internal-model", [factories.model(staff, provider)])
+    prompt = sentiment_version(alice, acme, route)
+    client.force_login(alice)
+    response = client.post(url(prompt), {"inputs": json.dumps({"text": "I love it", "language": "en"})})
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert "provider_connection" in page and "cannot reach openai" in page
+    assert str(port) not in page and "internal-deployment" not in page
