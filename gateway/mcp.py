@@ -72,6 +72,7 @@ DEFAULT_VERSION = "2025-03-26"
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
 MAX_BATCH = 32
 PAGE_SIZE = 100
+PAGE_BYTES = 1024 * 1024
 SERVER_INFO = {"name": "portico-gateway", "title": "Portico API gateway", "version": "1.0"}
 INSTRUCTIONS = (
     "Each tool is one operation of an API your key's application is subscribed to; a call is an "
@@ -462,7 +463,14 @@ class McpCall(Call):
             if not isinstance(cursor, str) or cursor[:1] != "p" or not cursor[1:].isdigit() or len(cursor) > 12:
                 raise RpcError(INVALID_PARAMS, "Invalid cursor.")
             start = int(cursor[1:])
-        end = start + PAGE_SIZE
+        # A page ends at PAGE_SIZE tools or PAGE_BYTES of entries, whichever comes first
+        # (at least one tool): what one request may make the worker encode.
+        end, size = start, 0
+        while end < len(tools) and end - start < PAGE_SIZE:
+            size += tools[end].size
+            if size > PAGE_BYTES and end > start:
+                break
+            end += 1
         result: dict[str, Any] = {"tools": [tool.definition for tool in tools[start:end]]}
         if end < len(tools):
             result["nextCursor"] = f"p{end}"

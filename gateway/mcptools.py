@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -36,6 +36,11 @@ MAX_TOOLS_PER_VERSION = 256
 MAX_REF_DEPTH = 8  # nested $ref expansions along one branch (a cycle is cut at its first repeat)
 MAX_NESTING = 48  # schema nesting, refs or not (Python recursion stays far from its limit)
 MAX_SCHEMA_NODES = 5000  # per tool: what a list of tools may cost a client (and us, to encode)
+# A tool's tools/list entry, encoded. Nodes alone do not bound it: one huge string (a
+# description, an enum value) that many operations reference is counted once per operation,
+# so a 1 MiB document could make a 90 MB page. Over the cap, the schema is listed without
+# its property schemas (the call is still checked by the API); a tool still over is left out.
+MAX_TOOL_BYTES = 64 * 1024
 METHODS = ("get", "put", "post", "delete", "patch")
 # Headers a tool argument may never set: the gateway writes them itself, they carry the
 # consumer's key, or they frame the request (a tool header is one value, never framing).
@@ -94,6 +99,7 @@ class McpTool:
     body_prop: str = ""  # the property holding the JSON request body; "" when none
     body_required: bool = False
     definition: dict[str, Any] = field(default_factory=dict, compare=False)  # the tools/list entry
+    size: int = field(default=0, compare=False)  # the entry's encoded bytes (tools/list pages by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,16 +426,44 @@ def _prompt_tool(source: VersionSource) -> McpTool | None:
     )
 
 
+def _bounded(tool: McpTool | None) -> McpTool | None:
+    """``tool`` with its encoded entry at most MAX_TOOL_BYTES (the name, set later, is at
+    most MAX_NAME): as it is, else with every property typed as any value, else None."""
+    if tool is None:
+        return None
+    size = len(orjson.dumps(tool.definition)) + MAX_NAME
+    if size > MAX_TOOL_BYTES:
+        schema = tool.definition.get("inputSchema") or {}
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        slim: dict[str, Any] = {"type": "object"}
+        if isinstance(properties, dict):
+            slim["properties"] = {
+                name: {"type": "object"} if name == tool.body_prop and tool.kind == "rest" else {}
+                for name in properties
+            }
+            slim["additionalProperties"] = False
+        if isinstance(schema, dict) and isinstance(schema.get("required"), list):
+            slim["required"] = schema["required"]
+        definition = {**tool.definition, "inputSchema": slim}
+        size = len(orjson.dumps(definition)) + MAX_NAME
+        if size > MAX_TOOL_BYTES:
+            return None
+        tool = replace(tool, definition=definition)
+    return replace(tool, size=size)
+
+
 def tools_of_version(source: VersionSource) -> list[McpTool]:
     """The tools of one version, in document order, names not yet made unique."""
     if source.kind == "prompt":
-        tool = _prompt_tool(source)
+        tool = _bounded(_prompt_tool(source))
         return [tool] if tool else []
     if not isinstance(source.document, Mapping):
         return []
     tools = []
     for path, method, operation, shared in _operations(source.document):
-        tools.append(_rest_tool(source, path, method, operation, shared))
+        tool = _bounded(_rest_tool(source, path, method, operation, shared))
+        if tool is not None:
+            tools.append(tool)
         if len(tools) >= MAX_TOOLS_PER_VERSION:
             break
     return tools
@@ -487,6 +521,7 @@ def build_catalog(
                 body_prop=tool.body_prop,
                 body_required=tool.body_required,
                 definition={**tool.definition, "name": name},
+                size=tool.size,
             )
             by_name[name] = final
             by_api.setdefault(tool.api_id, []).append(final)

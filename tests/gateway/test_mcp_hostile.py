@@ -1,0 +1,64 @@
+"""/mcp attacked (issue 13 review), on the real gateway under gunicorn: a provider's OpenAPI
+document that would make tools/list huge, cursors that are digits only to ``str.isdigit``,
+and batches whose refused tool calls must still be in the call log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.gateway.test_gateway_mcp import document, rpc
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
+
+MAX_TOOL_BYTES = 64 * 1024  # gateway/mcptools.py
+LIST = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+
+
+def big_description_document(operations: int, description_bytes: int) -> dict[str, Any]:
+    """One huge string in one schema, referenced by every operation: small as a document
+    (under the portal's 1 MiB), each tool carries the string once."""
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Big"}}}}
+    doc = document(*((f"/op{i}", "post", {"operationId": f"op{i}", "requestBody": body}) for i in range(operations)))
+    big = {"type": "object", "properties": {"text": {"type": "string", "description": "x" * description_bytes}}}
+    doc["components"] = {"schemas": {"Big": big}}
+    return doc
+
+
+def test_a_document_repeating_a_huge_string_cannot_make_tools_list_huge(gateway, configure, upstream_a):
+    doc = big_description_document(60, 600_000)
+    assert len(orjson.dumps(doc)) < 1024 * 1024  # what the portal accepts
+    config = configure([upstream_a], openapi=doc)
+    names: list[str] = []
+    cursor = None
+    for _page in range(70):
+        params = {"cursor": cursor} if cursor else {}
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": params})
+        answer = rpc(gateway, body, config.key, MCP_Protocol_Version="2025-11-25")
+        assert answer.status_code == 200
+        # Before: a page of 60 tools carrying the 600 kB string each (36 MB).
+        assert len(answer.content) <= 2 * 1024 * 1024
+        result = answer.json()["result"]
+        for tool in result["tools"]:
+            assert len(orjson.dumps(tool)) <= MAX_TOOL_BYTES
+            names.append(tool["name"])
+        cursor = result.get("nextCursor")
+        if not cursor:
+            break
+    # Every operation is still a tool (listed without the huge schema) and callable.
+    assert sorted(names) == sorted(f"{config.api.slug}_v1_op{i}" for i in range(60))
+    call = {"name": f"{config.api.slug}_v1_op7", "arguments": {"body": {"text": "hi"}}}
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+    answer = rpc(gateway, body, config.key, MCP_Protocol_Version="2025-11-25").json()
+    assert answer["result"]["isError"] is False and answer["result"]["structuredContent"]["raw_path"] == "/op7"
+
+
+def test_a_batch_of_listings_stays_bounded(gateway, configure, upstream_a):
+    config = configure([upstream_a], openapi=big_description_document(60, 600_000))
+    batch = b"[" + b",".join([LIST] * 32) + b"]"
+    answer = rpc(gateway, batch, config.key, MCP_Protocol_Version="2025-03-26")
+    assert answer.status_code == 200 and len(answer.json()) == 32
+    # Before: 32 pages of 36 MB each in one answer (1.1 GB for one request).
+    assert len(answer.content) <= 40 * 1024 * 1024
