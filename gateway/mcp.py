@@ -460,9 +460,11 @@ class McpCall(Call):
         start = 0
         cursor = params.get("cursor")
         if cursor is not None:
-            if not isinstance(cursor, str) or cursor[:1] != "p" or not cursor[1:].isdigit() or len(cursor) > 12:
+            # isascii: str.isdigit() also passes '²', which int() refuses (a 500).
+            digits = cursor[1:] if isinstance(cursor, str) and cursor[:1] == "p" else ""
+            if not digits.isascii() or not digits.isdigit() or len(digits) > 11:
                 raise RpcError(INVALID_PARAMS, "Invalid cursor.")
-            start = int(cursor[1:])
+            start = int(digits)
         # A page ends at PAGE_SIZE tools or PAGE_BYTES of entries, whichever comes first
         # (at least one tool): what one request may make the worker encode.
         end, size = start, 0

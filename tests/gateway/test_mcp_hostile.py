@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.gateway.test_gateway_mcp import document, rpc
+from tests.gateway.test_gateway_mcp import NOTES, document, rpc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -62,3 +62,15 @@ def test_a_batch_of_listings_stays_bounded(gateway, configure, upstream_a):
     assert answer.status_code == 200 and len(answer.json()) == 32
     # Before: 32 pages of 36 MB each in one answer (1.1 GB for one request).
     assert len(answer.content) <= 40 * 1024 * 1024
+
+
+@pytest.mark.parametrize("cursor", ["p²", "p١٢", "p" + "9" * 12, "p-1", 5, None, ["p1"]])
+def test_a_cursor_that_is_not_ascii_digits_is_invalid_params_not_a_500(gateway, configure, upstream_a, cursor):
+    config = configure([upstream_a], openapi=NOTES)
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"cursor": cursor}})
+    answer = rpc(gateway, body, config.key, MCP_Protocol_Version="2025-11-25")
+    if cursor is None:  # no cursor: the first page
+        assert answer.status_code == 200 and answer.json()["result"]["tools"]
+        return
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["error"]["code"] == -32602
