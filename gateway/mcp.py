@@ -242,12 +242,13 @@ class McpRestCall(Call):
 class McpCall(Call):
     record_class = McpCallRecord
 
-    __slots__ = ("protocol_version", "inner_calls")
+    __slots__ = ("protocol_version", "inner_calls", "requests")
 
     def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
         super().__init__(gateway, scope, receive, send)
         self.protocol_version = DEFAULT_VERSION
         self.inner_calls = 0  # API calls made (each leaves its own record)
+        self.requests = 0  # JSON-RPC requests answered (a batch holds several)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -373,6 +374,7 @@ class McpCall(Call):
             if not isinstance(method, str):
                 return _error(None, INVALID_REQUEST, "The method must be a string.")
             return None  # notifications/initialized, cancelled, ...: nothing to do when stateless
+        self.requests += 1
         request_id = message["id"]
         if not _valid_id(request_id):
             return _error(None, INVALID_REQUEST, "The id must be a string or an integer.")
@@ -620,9 +622,11 @@ class McpCall(Call):
         await self.finish(body)
 
     def record_call(self) -> None:
-        if self.inner_calls:
+        if self.inner_calls and self.inner_calls >= self.requests:
             # The API calls this request made are its records (channel "mcp"); one more
-            # for the envelope would count each tool call twice.
+            # for the envelope would count each tool call twice. A batch where some request
+            # made no API call (a refused tool call, a ping) is recorded as itself too, or
+            # that refusal would be in no record.
             self.recorded = True
             return
         super().record_call()

@@ -4,12 +4,14 @@ and batches whose refused tool calls must still be in the call log."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.gateway.test_gateway_mcp import NOTES, document, rpc
+from gateway.calllog import records_of
+from tests.gateway.test_gateway_mcp import NOTES, STREAM, document, rpc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -74,3 +76,39 @@ def test_a_cursor_that_is_not_ascii_digits_is_invalid_params_not_a_500(gateway, 
         return
     assert answer.status_code == 200, answer.text
     assert answer.json()["error"]["code"] == -32602
+
+
+def test_a_batch_records_a_refused_tool_call_next_to_the_calls_it_made(gateway, configure, upstream_a, redis_client):
+    config = configure([upstream_a], openapi=NOTES)
+    redis_client.delete(STREAM)
+    good = {"name": f"{config.api.slug}_v1_getItem", "arguments": {"item_id": "1"}}
+    bad = {"name": f"{config.api.slug}_v1_getItem", "arguments": {"item_id": "1", "nope": 1}}
+    batch = orjson.dumps(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": good},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": bad},
+        ]
+    )
+    answer = rpc(gateway, batch, config.key, MCP_Protocol_Version="2025-03-26", X_Request_Id="batch-review-0001")
+    first, second = answer.json()
+    assert first["result"]["isError"] is False and second["result"]["isError"] is True
+    deadline = time.monotonic() + 10
+    mine: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = [r for _i, f in redis_client.xrange(STREAM) for r in records_of(f)]
+        mine = [r for r in records if r["application_id"] == config.application.pk]
+        if len(mine) >= 2:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # and no more come
+    mine = [
+        r
+        for _i, f in redis_client.xrange(STREAM)
+        for r in records_of(f)
+        if r["application_id"] == config.application.pk
+    ]
+    [call] = [r for r in mine if r["path"] != "/mcp"]
+    assert call["status"] == 200 and call["channel"] == "mcp"
+    # Before: the envelope was dropped because one API call was made, and the refused call with it.
+    [envelope] = [r for r in mine if r["path"] == "/mcp"]
+    assert envelope["error_code"] == "invalid_tool_arguments" and envelope["channel"] == "mcp"
