@@ -18,7 +18,7 @@ the checks around it. Pure (no Django): the gateway's request path, the playgrou
 Schemas come from API owners and bodies from anyone holding a key, so both are hostile:
 validation never fetches anything (``offline=True``; ``check_schema`` refuses any ``$ref``
 that is not local), sizes and depths are capped, regular expressions run in the Rust
-engine with a backtracking limit (``jsonschema_rs``), error lists and messages are capped,
+engine without backtracking (``jsonschema_rs.RegexOptions``), error lists and messages are capped,
 and messages never echo the client's values (``mask``).
 """
 
@@ -231,7 +231,8 @@ def check_schema(schema: Any, *, require_object: bool = True) -> list[str]:
     try:
         _validator(_schema_key(schema))
     except Exception as error:  # e.g. a $ref to a missing local definition, a bad regex
-        problems.append(f"The schema cannot be compiled: {_short(str(error))}")
+        hint = " (patterns may not use lookaround or backreferences)" if "regex" in str(error) else ""
+        problems.append(f"The schema cannot be compiled{hint}: {_short(str(error))}")
     return problems
 
 
@@ -356,8 +357,15 @@ def render(spec: PromptSpec, inputs: Json) -> tuple[str, str]:
 @lru_cache(maxsize=512)
 def _validator(schema_json: bytes) -> Any:
     """A compiled validator per schema content. ``offline``: no reference is ever fetched;
-    ``mask``: messages say "value" instead of quoting the client's data."""
-    return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json), mask="value", offline=True)
+    ``mask``: messages say "value" instead of quoting the client's data; ``RegexOptions``:
+    ``pattern`` and ``patternProperties`` run in the linear-time engine. The default
+    (fancy-regex) backtracks for backreferences and lookaround: ``^(a+)+\\1$`` against a
+    string of 'a's grows faster than its length, and validation runs on the event loop. A
+    schema needing those features does not compile, so ``check_schema`` refuses it and a
+    stored one is served as broken (503)."""
+    return jsonschema_rs.Draft202012Validator(
+        orjson.loads(schema_json), mask="value", offline=True, pattern_options=jsonschema_rs.RegexOptions()
+    )
 
 
 def _schema_key(schema: Json) -> bytes:
