@@ -426,12 +426,21 @@ def _prompt_tool(source: VersionSource) -> McpTool | None:
     )
 
 
+def _encoded_size(definition: dict[str, Any]) -> int:
+    """The bytes of a tools/list entry once named; over any cap when it cannot be encoded
+    (an integer past 64 bits: JSON allows it, orjson refuses it), so it is listed slim."""
+    try:
+        return len(orjson.dumps(definition)) + MAX_NAME
+    except TypeError:  # orjson.JSONEncodeError
+        return MAX_TOOL_BYTES + 1
+
+
 def _bounded(tool: McpTool | None) -> McpTool | None:
     """``tool`` with its encoded entry at most MAX_TOOL_BYTES (the name, set later, is at
     most MAX_NAME): as it is, else with every property typed as any value, else None."""
     if tool is None:
         return None
-    size = len(orjson.dumps(tool.definition)) + MAX_NAME
+    size = _encoded_size(tool.definition)
     if size > MAX_TOOL_BYTES:
         schema = tool.definition.get("inputSchema") or {}
         properties = schema.get("properties") if isinstance(schema, dict) else None
@@ -445,7 +454,7 @@ def _bounded(tool: McpTool | None) -> McpTool | None:
         if isinstance(schema, dict) and isinstance(schema.get("required"), list):
             slim["required"] = schema["required"]
         definition = {**tool.definition, "inputSchema": slim}
-        size = len(orjson.dumps(definition)) + MAX_NAME
+        size = _encoded_size(definition)
         if size > MAX_TOOL_BYTES:
             return None
         tool = replace(tool, definition=definition)

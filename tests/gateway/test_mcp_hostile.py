@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from gateway.calllog import records_of
+from portal.services import subscriptions
 from tests.gateway.test_gateway_mcp import NOTES, STREAM, document, rpc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -112,3 +113,30 @@ def test_a_batch_records_a_refused_tool_call_next_to_the_calls_it_made(gateway, 
     # Before: the envelope was dropped because one API call was made, and the refused call with it.
     [envelope] = [r for r in mine if r["path"] == "/mcp"]
     assert envelope["error_code"] == "invalid_tool_arguments" and envelope["channel"] == "mcp"
+
+
+def test_a_document_with_a_number_json_allows_and_orjson_refuses_breaks_no_listing(gateway, configure, upstream_a):
+    """An integer past 64 bits is valid JSON (the portal stores it); the gateway's encoder
+    refuses it. The tool is listed without that schema; the other tools of the same
+    application still list, and the snapshot (every API's routes) still loads."""
+    good = configure([upstream_a], openapi=NOTES)
+    huge = document(
+        (
+            "/n",
+            "get",
+            {
+                "operationId": "bigNumber",
+                "parameters": [{"name": "n", "in": "query", "schema": {"type": "integer", "maximum": 2**70}}],
+            },
+        )
+    )
+    bad = configure([upstream_a], openapi=huge)
+    subscriptions.request_subscription(good.application, bad.api, bad.plan, good.owner)
+    after = configure([upstream_a], openapi=NOTES)  # the next configuration still loads
+    assert gateway.get(after.base_path + "/items/1", after.key).status_code == 200
+    answer = rpc(gateway, LIST, good.key, MCP_Protocol_Version="2025-11-25")
+    # Before: a 500 for every application subscribed to the API with the number.
+    assert answer.status_code == 200, answer.text
+    tools = {tool["name"]: tool for tool in answer.json()["result"]["tools"]}
+    assert f"{good.api.slug}_v1_addNote" in tools
+    assert tools[f"{bad.api.slug}_v1_bigNumber"]["inputSchema"]["properties"] == {"n": {}}
