@@ -59,3 +59,82 @@ def test_a_stored_backtracking_pattern_is_503_not_seconds_of_event_loop(ai_route
     assert response.json()["error"]["code"] == "prompt_unavailable"
     assert elapsed < 2.0
     assert mock_llm.requests(kind="openai") == []
+
+
+ANY_TEXT = {
+    "type": "object",
+    "properties": {"text": {}, "n": {"type": "number"}, "tags": {"type": "array"}},
+    "additionalProperties": True,
+}
+SHAPES = [
+    b"null",
+    b"1",
+    b'"s"',
+    b"true",
+    b"[]",
+    b"[{}]",
+    b"{}",
+    b'{"text": null}',
+    b'{"text": "\\u0000 NUL"}',
+    b'{"text": "\\ud800"}',
+    b'{"\\ud800": 1}',
+    b'{"text": "\\udc00\\ud800"}',
+    b'{"text": 1e400}',
+    b'{"text": 100000000000000000000000, "n": 18446744073709551615}',
+    b'{"text": -18446744073709551617, "n": 1e-400}',
+    b'{"text": "' + b"x" * 900_000 + b'"}',
+    b'{"text": "a", "stream": null}',
+    b'{"text": "a", "stream": 1}',
+    b'{"text": {"a": [1, {"b": null}], "": true}}',
+    b'{"": 1, "text": "a"}',
+    b"\x00",
+    b'{"text": "a"}\x00',
+    b'{"text": "a"} {"text": "b"}',
+    b'\xef\xbb\xbf{"text": "a"}',
+    b'{"text": "\xe9"}',
+    b'{"text": "a", "text": {"x": 1}}',
+    b'{"tags": [' + b"[]," * 20_000 + b"[]]}",
+]
+
+
+def assert_json_error_or_answer(response: requests.Response, shape: bytes) -> None:
+    assert response.status_code < 500, (shape[:60], response.status_code, response.text[:300])
+    body = response.json()
+    if response.status_code >= 400:
+        assert isinstance(body["error"]["code"], str) and body["error"]["message"], shape[:60]
+    else:
+        assert "output" in body and "usage" in body, shape[:60]
+
+
+def test_body_shapes_are_answers_or_json_errors_never_500(ai_route, gateway, mock_llm, call_record):
+    built = built_api(ai_route, input_schema=ANY_TEXT, user_template="{{text}} {{n}} {{tags}}")
+    for shape in SHAPES:
+        response = post(gateway, built, shape)
+        assert_json_error_or_answer(response, shape)
+        record = call_record(response.headers["x-request-id"])
+        assert record["status"] == response.status_code and record["api_id"] == built.api.pk
+
+
+def test_tool_arguments_of_every_shape_are_tool_results_never_500(ai_route, gateway, mock_llm):
+    built = built_api(ai_route, input_schema=ANY_TEXT, user_template="{{text}} {{n}} {{tags}}")
+    name = f"{built.api.slug}_v1"
+    headers = {
+        "authorization": f"Bearer {built.key}",
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-11-25",
+    }
+    for shape in SHAPES:
+        if shape.startswith((b"\x00", b"\xef")) or shape.endswith((b"\x00", b'"b"}')):
+            continue  # not JSON values: the envelope's own parse error (covered by the MCP tests)
+        envelope = b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "%s", "arguments": %s}}'
+        data = envelope % (name.encode(), shape)
+        response = requests.post(gateway.url + "/mcp", data=data, headers=headers, timeout=60)
+        assert response.status_code in (200, 400), (shape[:60], response.status_code, response.text[:300])
+        answer = response.json()
+        if "result" in answer:
+            result = answer["result"]
+            assert result["content"][0]["type"] == "text"
+            assert result["_meta"]["portico/status"] < 500, (shape[:60], result)
+        else:
+            assert answer["error"]["code"] in (-32700, -32600, -32602), (shape[:60], answer)
