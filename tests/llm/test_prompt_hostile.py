@@ -4,13 +4,17 @@ would do to the other requests of the same worker."""
 
 from __future__ import annotations
 
+import socket
 import time
+from decimal import Decimal
 
 import orjson
 import pytest
 import requests
 
+from llm.budgets import to_micros
 from llm.prompts import check_schema
+from tests.llm.conftest import Budget
 from tests.llm.prompt_apis import PromptApiBuilt
 from tests.llm.test_gateway_prompts import built_api
 
@@ -138,3 +142,46 @@ def test_tool_arguments_of_every_shape_are_tool_results_never_500(ai_route, gate
             assert result["_meta"]["portico/status"] < 500, (shape[:60], result)
         else:
             assert answer["error"]["code"] in (-32700, -32600, -32602), (shape[:60], answer)
+
+
+def test_a_client_leaving_a_stream_early_leaves_one_record_and_no_reservation(
+    ai_route, gateway, mock_llm, call_record, redis_client
+):
+    built = built_api(ai_route, max_tokens=400, input_schema=ANY_TEXT, user_template="{{text}}")
+    assert built.api_key is not None
+    ai_route._budgets(
+        [Budget(scope="key", period="daily", spend_limit_usd=Decimal("5"), tokens_per_minute=100_000)],
+        built.api_key,
+        built.application,
+    )
+    gateway.wait_for_config()
+    mock_llm.faults("slow_stream", ms=150)
+    body = orjson.dumps({"text": "tell me a long story " * 20, "stream": True})
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        head = (
+            f"POST {built.base_path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {built.key}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        client.sendall(head.encode() + body)
+        seen = b""
+        while b"data: " not in seen:
+            seen += client.recv(65536)
+    # The client left after the first event, the provider still streaming (150 ms per event).
+    assert seen.startswith(b"HTTP/1.1 200") and b"[DONE]" not in seen
+    request_id = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in seen.split(b"\r\n")
+        if line.lower().startswith(b"x-request-id:")
+    )
+
+    record = call_record(request_id, timeout=20)
+    time.sleep(0.5)  # the reconcile follows the record
+    assert [r["request_id"] for r in call_record.all_of(built.key_prefix)] == [request_id]
+    prefix = f"portico:llm:budget:key:{built.api_key.pk}:"
+    spend = sum(int(redis_client.get(k) or 0) for k in redis_client.scan_iter(prefix + "spend:*"))
+    tokens = sum(int(v) for k in redis_client.scan_iter(prefix + "tpm*") for v in redis_client.hvals(k))
+    # What the call really cost, not the reservation (400 completion tokens at the estimate).
+    assert record["tokens_out"] is not None and record["tokens_out"] < 400
+    assert tokens == record["tokens_in"] + record["tokens_out"]
+    assert spend == to_micros(Decimal(record["cost"]))
