@@ -511,7 +511,10 @@ def build_catalog(
     memo: dict[tuple[Any, ...], list[McpTool]] = {}
     by_name: dict[str, McpTool] = {}
     by_api: dict[int, list[McpTool]] = {}
-    for source in sorted(sources, key=lambda s: (s.api_slug, s.version_id)):
+    # Oldest API first: a clash of names suffixes the newcomer, so a name an agent knows
+    # never moves to an API published later (slugs allow '_', so another tenant's slug can
+    # be a prefix of this one's and its operation complete the name).
+    for source in sorted(sources, key=lambda s: (s.api_id, s.version_id)):
         key = _memo_key(source)
         tools = _memo.get(key)
         if tools is None:

@@ -11,7 +11,10 @@ import orjson
 import pytest
 
 from gateway.calllog import records_of
+from portal.models import Api
 from portal.services import subscriptions
+from portal.services.config_signal import publish_config_change
+from tests.gateway.mcpclient import call, list_tools
 from tests.gateway.test_gateway_mcp import NOTES, STREAM, document, rpc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -140,3 +143,28 @@ def test_a_document_with_a_number_json_allows_and_orjson_refuses_breaks_no_listi
     tools = {tool["name"]: tool for tool in answer.json()["result"]["tools"]}
     assert f"{good.api.slug}_v1_addNote" in tools
     assert tools[f"{bad.api.slug}_v1_bigNumber"]["inputSchema"]["properties"] == {"n": {}}
+
+
+def test_a_later_api_cannot_take_an_existing_tools_name(gateway, configure, upstream_a, redis_client):
+    """Tool names are slug_version_operation with '_' between: another tenant can publish an
+    API whose slug is a prefix of this one's (slugs allow '_') and whose operation completes
+    the name. The API that had the name keeps it; the newcomer's is the one suffixed, so an
+    agent calling a name it knows never reaches another tenant's upstream."""
+    victim = configure([upstream_a], openapi=document(("/get", "get", {"operationId": "get"})))
+    stem = victim.api.slug.replace("-", "")
+    Api.objects.filter(pk=victim.api.pk).update(slug=f"{stem}_v1")
+    publish_config_change("test: slug")
+    gateway.wait_for_config()
+    name = f"{stem}_v1_v1_get"
+    assert set(list_tools(gateway, victim.key)) == {name}
+
+    squatter = configure([upstream_a], openapi=document(("/x", "get", {"operationId": "v1_get"})))
+    Api.objects.filter(pk=squatter.api.pk).update(slug=stem)
+    subscriptions.request_subscription(victim.application, squatter.api, squatter.plan, victim.owner)
+    gateway.wait_for_config()
+    tools = list_tools(gateway, victim.key)
+    # Before: sorted by slug, the squatter's API took the name and the victim's became name_2.
+    assert tools[name].description.startswith(f"{victim.api.name} v1: GET /get")
+    assert set(tools) == {name, f"{name}_2"}
+    result = call(gateway, victim.key, name, {})
+    assert result.is_error is False and result.structured_content["raw_path"] == "/get"
