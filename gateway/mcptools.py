@@ -36,6 +36,10 @@ MAX_TOOLS_PER_VERSION = 256
 MAX_REF_DEPTH = 8  # nested $ref expansions along one branch (a cycle is cut at its first repeat)
 MAX_NESTING = 48  # schema nesting, refs or not (Python recursion stays far from its limit)
 MAX_SCHEMA_NODES = 5000  # per tool: what a list of tools may cost a client (and us, to encode)
+# Per version, shared by its tools: every worker builds every version's tools at start, so a
+# document whose 256 operations each expand to MAX_SCHEMA_NODES must not cost each worker
+# over a million nodes. Tools past the budget are listed with their schemas slimmed.
+MAX_VERSION_NODES = 100_000
 # A tool's tools/list entry, encoded. Nodes alone do not bound it: one huge string (a
 # description, an enum value) that many operations reference is counted once per operation,
 # so a 1 MiB document could make a 90 MB page. Over the cap, the schema is listed without
@@ -177,12 +181,23 @@ class _SchemaTooLarge(Exception):
     pass
 
 
-class _Resolver:
-    """Inlines local ``$ref``s of one document, within a node budget shared by one tool."""
+class _Budget:
+    """Nodes a version's tools may still expand (MAX_VERSION_NODES)."""
 
-    def __init__(self, document: Mapping[str, Any]):
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = MAX_VERSION_NODES):
+        self.left = left
+
+
+class _Resolver:
+    """Inlines local ``$ref``s of one document, within a node budget of one tool and the
+    budget its version's tools share."""
+
+    def __init__(self, document: Mapping[str, Any], budget: _Budget | None = None):
         self.document = document
         self.nodes = 0
+        self.budget = budget or _Budget()
 
     def pointer(self, ref: str) -> Any:
         node: Any = self.document
@@ -201,7 +216,8 @@ class _Resolver:
         expanded above this node: a reference met again there is a cycle (a tree of
         categories), given as any value rather than expanded again."""
         self.nodes += 1
-        if self.nodes > MAX_SCHEMA_NODES:
+        self.budget.left -= 1
+        if self.nodes > MAX_SCHEMA_NODES or self.budget.left < 0:
             raise _SchemaTooLarge
         if depth > MAX_NESTING:
             return {}
@@ -299,10 +315,15 @@ def _operations(document: Mapping[str, Any]) -> Iterable[tuple[str, str, Mapping
 
 
 def _rest_tool(
-    source: VersionSource, path: str, method: str, operation: Mapping[str, Any], shared: list[Any]
+    source: VersionSource,
+    path: str,
+    method: str,
+    operation: Mapping[str, Any],
+    shared: list[Any],
+    budget: _Budget | None = None,
 ) -> McpTool:
     document = source.document
-    resolver = _Resolver(document)
+    resolver = _Resolver(document, budget)
     # Operation parameters override the path item's of the same name and location.
     declared: dict[tuple[str, str], Mapping[str, Any]] = {}
     swagger_body: Mapping[str, Any] | None = None
@@ -469,8 +490,9 @@ def tools_of_version(source: VersionSource) -> list[McpTool]:
     if not isinstance(source.document, Mapping):
         return []
     tools = []
+    budget = _Budget()
     for path, method, operation, shared in _operations(source.document):
-        tool = _bounded(_rest_tool(source, path, method, operation, shared))
+        tool = _bounded(_rest_tool(source, path, method, operation, shared, budget))
         if tool is not None:
             tools.append(tool)
         if len(tools) >= MAX_TOOLS_PER_VERSION:

@@ -168,3 +168,26 @@ def test_a_later_api_cannot_take_an_existing_tools_name(gateway, configure, upst
     assert set(tools) == {name, f"{name}_2"}
     result = call(gateway, victim.key, name, {})
     assert result.is_error is False and result.structured_content["raw_path"] == "/get"
+
+
+def test_a_documents_tools_share_one_expansion_budget(gateway, configure, upstream_a):
+    """256 operations whose body each expands (through $refs that double) to just under the
+    per-tool node cap: every worker built a million nodes for this one version. Past the
+    version's budget, tools are listed with slim schemas; all of them are still tools."""
+    schemas: dict[str, Any] = {
+        f"L{i}": {"allOf": [{"$ref": f"#/components/schemas/L{i + 1}"}, {"$ref": f"#/components/schemas/L{i + 1}"}]}
+        for i in range(5)
+    }
+    schemas["L5"] = {"type": "object", "properties": {f"p{j}": {"type": "string"} for j in range(30)}}
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L0"}}}}
+    doc = document(*((f"/op{i}", "post", {"operationId": f"op{i}", "requestBody": body}) for i in range(256)))
+    doc["components"] = {"schemas": schemas}
+    config = configure([upstream_a], openapi=doc)
+    tools = list_tools(gateway, config.key)
+    assert len(tools) == 256
+    full = [name for name, tool in tools.items() if "allOf" in orjson.dumps(tool.input_schema).decode()]
+    # Before: all 256 (about 4,000 nodes each).
+    assert 0 < len(full) <= 100_000 // 2000
+    slim = next(name for name in tools if name not in full)
+    result = call(gateway, config.key, slim, {"body": {"p1": "x"}})
+    assert result.is_error is False and result.structured_content["raw_path"].startswith("/op")
