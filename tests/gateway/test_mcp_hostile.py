@@ -191,3 +191,25 @@ def test_a_documents_tools_share_one_expansion_budget(gateway, configure, upstre
     slim = next(name for name in tools if name not in full)
     result = call(gateway, config.key, slim, {"body": {"p1": "x"}})
     assert result.is_error is False and result.structured_content["raw_path"].startswith("/op")
+
+
+def test_a_batch_of_tool_calls_is_counted_call_by_call_against_the_plan(gateway, configure, upstream_a, redis_client):
+    config = configure([upstream_a], openapi=NOTES, plan={"daily_quota": 3})
+    redis_client.delete(STREAM)
+    params = {"name": f"{config.api.slug}_v1_getItem", "arguments": {"item_id": "1"}}
+    batch = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params} for i in range(10)])
+    answers = rpc(gateway, batch, config.key, MCP_Protocol_Version="2025-03-26").json()
+    statuses = [answer["result"]["_meta"]["portico/status"] for answer in answers]
+    assert statuses == [200] * 3 + [429] * 7
+    assert {answer["result"]["structuredContent"]["error"]["code"] for answer in answers[3:]} == {"quota_exceeded"}
+    deadline = time.monotonic() + 10
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(records) < 10:
+        records = [
+            r
+            for _i, f in redis_client.xrange(STREAM)
+            for r in records_of(f)
+            if r["application_id"] == config.application.pk
+        ]
+        time.sleep(0.1)
+    assert sorted(r["status"] for r in records) == [200] * 3 + [429] * 7  # each call once, the envelope none
