@@ -449,15 +449,27 @@ def validate_input(spec: PromptSpec, body: Any) -> list[FieldError]:
 
 # -- the model's answer --------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_FENCE_INFO = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def unfenced(text: str) -> str:
+    """The inside of a Markdown code fence around the whole text (```json ... ```), else the
+    text. String operations, not a regular expression: the answer is the model's, which a
+    caller can steer, and a lazy body before an optional ``\\s*``-bound closing fence
+    backtracks quadratically over a long run of spaces."""
+    stripped = text.strip()
+    if not stripped.startswith("```") or not stripped.endswith("```"):
+        return text
+    newline = stripped.find("\n")
+    if newline < 0 or newline + 1 > len(stripped) - 3 or not _FENCE_INFO.fullmatch(stripped[3:newline].strip()):
+        return text
+    return stripped[newline + 1 : -3]
 
 
 def parse_output(text: str) -> tuple[Any, list[FieldError]]:
     """The answer as JSON; a Markdown code fence around it is tolerated (models add them
     when no structured-output mode held them to plain JSON)."""
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1)
+    text = unfenced(text)
     try:
         return orjson.loads(text), []
     except orjson.JSONDecodeError as error:

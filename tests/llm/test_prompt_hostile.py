@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from llm.budgets import to_micros
+from llm.models import OutputMode
 from llm.prompts import check_schema
 from tests.llm.conftest import Budget
-from tests.llm.prompt_apis import PromptApiBuilt
+from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt
 from tests.llm.test_gateway_prompts import built_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -185,3 +186,23 @@ def test_a_client_leaving_a_stream_early_leaves_one_record_and_no_reservation(
     assert record["tokens_out"] is not None and record["tokens_out"] < 400
     assert tokens == record["tokens_in"] + record["tokens_out"]
     assert spend == to_micros(Decimal(record["cost"]))
+
+
+def test_a_model_answer_of_a_fence_and_spaces_is_a_quick_502(ai_route, gateway, mock_llm, call_record):
+    """A caller can ask the model for an opening code fence and a long run of spaces. The
+    fence was recognized by a regular expression that backtracked quadratically on it, on
+    the event loop, for the answer and again for the repair."""
+    built = built_api(ai_route, output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT)
+    mock_llm.faults("off_schema", times=2, text="```json\n" + " " * 40_000 + "x")
+    started = time.monotonic()
+    response = post(gateway, built, orjson.dumps({"text": "I love this", "language": "en"}))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "invalid_model_output"
+    assert elapsed < 2.0
+    record = call_record(response.headers["x-request-id"])
+    assert record["status"] == 502 and record["error_code"] == "invalid_model_output"
+    # A fenced answer is still read as its inside.
+    mock_llm.faults("off_schema", times=1, text='```json\n{"label": "positive", "score": 0.5}\n```')
+    answer = post(gateway, built, orjson.dumps({"text": "I love this", "language": "en"}))
+    assert answer.status_code == 200 and answer.json()["output"] == {"label": "positive", "score": 0.5}
