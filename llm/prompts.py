@@ -60,8 +60,6 @@ RESERVED_KEYS = frozenset({"stream"})  # request-body keys that steer the call, 
 
 # A placeholder is a bare name, whitespace allowed inside the braces: {{ text }}.
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-# Anything that looks like a placeholder attempt, to report malformed ones at save time.
-BRACES = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords that change the base URI or resolve dynamically: with them a "local" $ref could
 # name another resource, so they are refused outright.
@@ -311,13 +309,28 @@ def template_variables(template: str) -> list[str]:
     return list(seen)
 
 
+def _braced(template: str) -> Iterator[str]:
+    """What stands between each ``{{`` and the next ``}}`` (anything that looks like a
+    placeholder attempt, to report malformed ones). With ``str.find``: the regular
+    expression ``\\{\\{(.*?)\\}\\}`` rescanned to the end from every ``{{`` without a
+    closing ``}}``, quadratic in a template of braces, and specs are checked on every
+    snapshot build of every worker."""
+    start = 0
+    while (opened := template.find("{{", start)) >= 0:
+        closed = template.find("}}", opened + 2)
+        if closed < 0:
+            return
+        yield template[opened + 2 : closed]
+        start = closed + 2
+
+
 def template_errors(template: str, input_schema: Any) -> list[str]:
     """Save-time problems of a user template against its input schema: malformed
     placeholders (``{{ a.b }}``, ``{{ x | upper }}``: no expressions exist) and names that are
     not top-level properties of the schema (or are reserved, such as ``stream``)."""
     problems: list[str] = []
-    for match in BRACES.finditer(template):
-        inner = match.group(1).strip()
+    for inner in _braced(template):
+        inner = inner.strip()
         if not _IDENTIFIER.fullmatch(inner):
             problems.append(f"{{{{{_short(inner, 40)}}}}} is not a placeholder: use {{{{name}}}} with a property name.")
     properties = input_schema.get("properties") if isinstance(input_schema, dict) else None

@@ -16,7 +16,7 @@ from llm.budgets import to_micros
 from llm.models import OutputMode
 from llm.prompts import check_schema
 from tests.llm.conftest import Budget
-from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt
+from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 from tests.llm.test_gateway_prompts import built_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -206,3 +206,18 @@ def test_a_model_answer_of_a_fence_and_spaces_is_a_quick_502(ai_route, gateway, 
     mock_llm.faults("off_schema", times=1, text='```json\n{"label": "positive", "score": 0.5}\n```')
     answer = post(gateway, built, orjson.dumps({"text": "I love this", "language": "en"}))
     assert answer.status_code == 200 and answer.json()["output"] == {"label": "positive", "score": 0.5}
+
+
+def test_a_template_of_braces_does_not_stall_every_workers_snapshot(ai_route, gateway, mock_llm):
+    """50,000 characters (the field's limit) of '{{' and never a '}}': every worker checks
+    every prompt version's template when it builds its snapshot, and the check rescanned
+    the template from each '{{' (quadratic; the regex held the GIL, so the event loop of
+    the worker stalled too). Such a template has no placeholder: it is sent as written."""
+    model = model_route(ai_route)
+    hostile = prompt_api(ai_route, model, input_schema=ANY_TEXT, user_template="{{" * 25_000)
+    gateway.wait_for_config(timeout=5)  # before: each worker's build took more than 10 s
+    response = post(gateway, hostile, orjson.dumps({"text": "x"}))
+    assert response.status_code == 200, response.text
+    fine = prompt_api(ai_route, model, input_schema=ANY_TEXT, user_template="{{text}}")
+    gateway.wait_for_config(timeout=5)
+    assert post(gateway, fine, orjson.dumps({"text": "x"})).status_code == 200
