@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from llm.budgets import to_micros
-from llm.models import OutputMode
+from llm.models import OutputMode, PromptVersion
 from llm.prompts import check_schema
+from portal.services.config_signal import publish_config_change
 from tests.llm.conftest import Budget
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 from tests.llm.test_gateway_prompts import built_api
@@ -221,3 +222,31 @@ def test_a_template_of_braces_does_not_stall_every_workers_snapshot(ai_route, ga
     fine = prompt_api(ai_route, model, input_schema=ANY_TEXT, user_template="{{text}}")
     gateway.wait_for_config(timeout=5)
     assert post(gateway, fine, orjson.dumps({"text": "x"})).status_code == 200
+
+
+def test_a_cached_answer_is_never_served_for_a_changed_template_schema_or_another_tenant(ai_route, gateway, mock_llm):
+    model = model_route(ai_route, cache_ttl_seconds=60)
+    built = prompt_api(ai_route, model, output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT)
+    gateway.wait_for_config()
+    body = orjson.dumps({"text": "I love this", "language": "en"})
+
+    def cache(response: requests.Response) -> str:
+        assert response.status_code == 200, response.text
+        return response.headers["x-cache"]
+
+    assert [cache(post(gateway, built, body)) for _ in range(2)] == ["MISS", "HIT"]
+    # Another tenant's key, subscribed to the same prompt API: its own entry.
+    _tenant, _owner, _application, _api_key, secret = ai_route._caller(built.api, built.plan, None)
+    gateway.wait_for_config()
+    assert cache(post(gateway, PromptApiBuilt(**{**built.__dict__, "key": secret}), body)) == "MISS"
+    # The template changed: a new entry (the rendered request differs).
+    PromptVersion.objects.filter(pk=built.prompt.pk).update(user_template="Sentiment of: {{text}}")
+    publish_config_change("test: template edited")
+    gateway.wait_for_config()
+    assert cache(post(gateway, built, body)) == "MISS"
+    # The output schema changed (the answer's contract): a new entry too.
+    schema = {**SENTIMENT_OUTPUT, "properties": {**SENTIMENT_OUTPUT["properties"], "score": {"type": "integer"}}}
+    PromptVersion.objects.filter(pk=built.prompt.pk).update(output_schema=schema)
+    publish_config_change("test: output schema edited")
+    gateway.wait_for_config()
+    assert cache(post(gateway, built, body)) == "MISS"
