@@ -46,7 +46,7 @@ from django.utils import timezone
 from analytics.models import AlertEvent, AlertMetric, AlertRule, AlertState, Granularity, Rollup, WebhookDelivery
 from analytics.rollups import Totals
 from analytics.webhooks import check_webhook_url
-from portal.models import Api, Role, Tenant
+from portal.models import Api, AuditAction, Role, Tenant
 from portal.services.access import require_role
 from portal.services.catalog import visible_apis
 from portal.services.errors import InvalidInput, NotFound
@@ -201,7 +201,7 @@ def create_rule(actor: Any, tenant: Tenant | None, spec: RuleSpec) -> tuple[Aler
         rule = AlertRule.objects.create(
             tenant=tenant, webhook_secret=secret, created_by=actor if getattr(actor, "pk", None) else None, **fields
         )
-        _audit(actor, "alert_rule.created", rule)
+        _audit(actor, AuditAction.ALERT_RULE_CREATED, rule)
     return rule, secret
 
 
@@ -219,7 +219,7 @@ def update_rule(actor: Any, rule_id: Any, spec: RuleSpec) -> AlertRule:
                 event.state, event.resolved_at = AlertState.RESOLVED, now
                 event.history = [*event.history, {"at": now.isoformat(), "state": "disabled", "value": None}]
                 event.save(update_fields=["state", "resolved_at", "history"])
-        _audit(actor, "alert_rule.updated", rule)
+        _audit(actor, AuditAction.ALERT_RULE_UPDATED, rule)
     return rule
 
 
@@ -230,7 +230,7 @@ def renew_webhook_secret(actor: Any, rule_id: Any) -> str:
     with transaction.atomic():
         rule.webhook_secret = secret
         rule.save(update_fields=["webhook_secret", "updated_at"])
-        _audit(actor, "alert_rule.secret_renewed", rule)
+        _audit(actor, AuditAction.ALERT_RULE_SECRET_RENEWED, rule)
     return secret
 
 
@@ -238,11 +238,11 @@ def delete_rule(actor: Any, rule_id: Any) -> None:
     """Delete a rule, its events and pending deliveries (owners and admins; staff)."""
     rule = get_rule(actor, rule_id, minimum=Role.ADMIN)
     with transaction.atomic():
-        _audit(actor, "alert_rule.deleted", rule)
+        _audit(actor, AuditAction.ALERT_RULE_DELETED, rule)
         rule.delete()
 
 
-def _audit(actor: Any, action: str, rule: AlertRule) -> None:
+def _audit(actor: Any, action: AuditAction, rule: AlertRule) -> None:
     from portal.services import audit
 
     audit.record(actor, action, rule, tenant=rule.tenant, metric=rule.metric, threshold=rule.threshold)

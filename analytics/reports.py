@@ -300,6 +300,24 @@ def anomalies(hourly: dict[datetime, Totals], period: Period) -> list[dict[str, 
 # --- Reports --------------------------------------------------------------------------------
 
 
+def hourly_series(hourly: dict[datetime, Totals], period: Period) -> list[dict[str, Any]]:
+    """The period hour by hour (empty hours as 0 requests), for the report page's chart."""
+    series = []
+    hour = period.start
+    while hour < period.end:
+        totals = hourly.get(hour)
+        series.append(
+            {
+                "hour": hour.isoformat(),
+                "requests": totals.requests if totals else 0,
+                "error_rate": totals.error_rate if totals else None,
+                "p95_ms": totals.percentile(95) if totals else None,
+            }
+        )
+        hour += HOUR
+    return series
+
+
 def build_report_data(tenant_id: int | None, period: Period, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything a report shows, as JSON-ready data."""
     now = now or timezone.now()
@@ -320,6 +338,7 @@ def build_report_data(tenant_id: int | None, period: Period, *, now: datetime | 
         "top_applications": _top(sums.by_application, _names(Application, set(sums.by_application)), "application"),
         "top_errors": top_errors(tenant_id, period, now),
         "anomalies": anomalies(sums.hourly, period),
+        "hourly": hourly_series(sums.hourly, period),
         "anomaly_rule": {
             "threshold": ANOMALY_THRESHOLD,
             "baseline_hours": int(BASELINE / HOUR),

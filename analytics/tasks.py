@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from analytics import reports, retention, rollups
+from analytics import reports, retention, rollups, services
 from analytics.ingest import CLAIM_IDLE_MS
 from analytics.ingest import ingest_call_logs as ingest
 from portal.models import Tenant
@@ -42,8 +42,15 @@ def send_trend_reports(kind: str = "daily") -> int:
 
 
 @shared_task(name="analytics.create_trend_report", ignore_result=True)
-def create_trend_report(kind: str = "daily", tenant_id: int | None = None) -> int:
-    """An on-demand report (what ``manage.py create_trend_report`` does); returns its id."""
+def create_trend_report(
+    kind: str = "daily", tenant_id: int | None = None, requested_by_id: int | None = None
+) -> int | None:
+    """An on-demand report; returns its id. From the portal's button (``requested_by_id``,
+    through ``services.queue_trend_report``): a recent one is reused, and None means the
+    tenant is gone. Otherwise (``manage.py create_trend_report``, scripts): always a new one."""
+    if requested_by_id is not None:
+        report = services.make_requested_report(kind, tenant_id, requested_by_id)
+        return report.pk if report else None
     tenant = Tenant.objects.get(pk=tenant_id) if tenant_id is not None else None
     return reports.create_trend_report(kind, tenant=tenant, on_demand=True).pk
 

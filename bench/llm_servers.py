@@ -85,13 +85,13 @@ from llm import services as llm
 from portal.models import *
 from portal.models.catalog import ApiKind
 from portal.services import keys, lifecycle, subscriptions
-staff = get_user_model().objects.create_user("bench-admin", is_staff=True)
+staff = get_user_model().objects.create_user("bench-admin", is_staff=True, is_superuser=True)
 dev = get_user_model().objects.create_user("bench-dev")
 tenant = Tenant.objects.create(name="Bench", slug="bench")
 Membership.objects.create(user=dev, tenant=tenant, role=Role.OWNER)
 api = Api.objects.create(slug="bench-llm", name="Bench LLM", owner=tenant, kind=ApiKind.AI)
 version = ApiVersion.objects.create(api=api, version="v1", base_path=None)
-lifecycle.publish_version(version, staff)
+lifecycle.publish_version(version, actor=staff)
 for alias, base_url in ROUTES:
     provider = llm.create_provider(actor=staff, name=alias, kind="openai", base_url=base_url)
     llm.add_key(provider, actor=staff, secret=PROVIDER_KEY, label="bench")
@@ -103,8 +103,8 @@ for alias, base_url in ROUTES:
 # Limits checked on every call but never reached (2,000 concurrent streams included).
 plan = Plan.objects.create(api=api, name="Bench", requests_per_second=10_000_000, daily_quota=1_000_000_000)
 app = Application.objects.create(tenant=tenant, name="Bench client")
-subscriptions.request_subscription(app, api, plan, dev)
-_key, secret = keys.create_api_key(app, dev)
+subscriptions.request_subscription(app, api, plan, actor=dev)
+_key, secret = keys.create_api_key(app, actor=dev)
 print(secret)
 """
 

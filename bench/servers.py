@@ -140,20 +140,20 @@ SEED = """
 from django.contrib.auth import get_user_model
 from portal.models import *
 from portal.services import keys, lifecycle, subscriptions
-staff = get_user_model().objects.create_user("bench-admin", is_staff=True)
+staff = get_user_model().objects.create_user("bench-admin", is_staff=True, is_superuser=True)
 dev = get_user_model().objects.create_user("bench-dev")
 tenant = Tenant.objects.create(name="Bench", slug="bench")
 Membership.objects.create(user=dev, tenant=tenant, role=Role.OWNER)
 api = Api.objects.create(slug="bench", name="Bench", owner=tenant)
 version = ApiVersion.objects.create(api=api, version="v1", base_path="/bench")
 UpstreamTarget.objects.create(version=version, url=UPSTREAM)
-lifecycle.publish_version(version, staff)
+lifecycle.publish_version(version, actor=staff)
 # A limit that is evaluated on every request but never reached: full policy, no refusals
 # (far from its limits, the subscription is counted in Redis in reserved blocks).
 plan = Plan.objects.create(api=api, name="Bench", requests_per_second=10_000_000, daily_quota=1_000_000_000)
 app = Application.objects.create(tenant=tenant, name="Bench client")
-subscriptions.request_subscription(app, api, plan, dev)
-_key, secret = keys.create_api_key(app, dev)
+subscriptions.request_subscription(app, api, plan, actor=dev)
+_key, secret = keys.create_api_key(app, actor=dev)
 print(secret)
 """
 

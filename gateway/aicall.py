@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway import metrics
 from gateway.call import Call, ClientGone
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal, ResponseAborted
@@ -686,6 +687,7 @@ class AiCall(Call):
         if record.overhead_ms is None:
             record.overhead_ms = round((time.perf_counter() - self.started - self.upstream_wait) * 1000, 3)
         super().record_call()
+        metrics.count_ai_call(record.provider, record.tokens_in, record.tokens_out, record.cost)
 
     # -- refusals in the client's format ----------------------------------------------------
 

@@ -406,6 +406,28 @@ class CallLogBuffer:
         if self._redis is not None:
             await self._redis.aclose()
 
+    def backlog(self) -> dict[str, int]:
+        """Bytes of call records not yet in the stream, read from the files in the spool
+        directory, so that whichever worker answers a scrape reports every worker's: each
+        ring's written but unshipped bytes (its header, which the owner updates in place), and
+        the size of the spool files waiting for replay. Runs in a thread (file reads)."""
+        ring = spool = 0
+        for path in self._spool_dir.glob("ring-*.mmap"):
+            try:
+                with open(path, "rb") as file:
+                    header = file.read(_HEADER_SLOTS * 8)
+            except OSError:  # reclaimed and removed meanwhile
+                continue
+            if len(header) < _HEADER_SLOTS * 8 or header[:8] != RING_MAGIC:
+                continue
+            slots = memoryview(header).cast("Q")
+            ring += max(0, int(slots[_WRITTEN]) - int(slots[_SHIPPED]))
+        for pattern in ("calls-*.jsonl", "claimed-*.jsonl"):
+            for path in self._spool_dir.glob(pattern):
+                with contextlib.suppress(OSError):
+                    spool += path.stat().st_size
+        return {"ring": ring, "spool": spool}
+
     # -- shipping -----------------------------------------------------------------------
 
     async def _run(self) -> None:

@@ -11,6 +11,7 @@ written against them, but only to allowed peers and only where no API is routed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import os
@@ -52,7 +53,13 @@ async def _readyz(gateway: Gateway, send: Send) -> None:
 
 
 async def _metrics(gateway: Gateway, send: Send) -> None:
-    body, content_type = metrics.render()
+    redis_up = False
+    with contextlib.suppress(RedisError, OSError, AttributeError):
+        redis_up = bool(await gateway.redis.ping())
+    backlog: dict[str, int] = {}
+    with contextlib.suppress(AttributeError):  # no call log before the lifespan started it
+        backlog = await asyncio.to_thread(gateway.calllog.backlog)  # reads files
+    body, content_type = metrics.render(metrics.ScrapeState(redis_up, backlog))
     await send(
         {
             "type": "http.response.start",

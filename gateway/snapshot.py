@@ -169,7 +169,7 @@ def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
     from django.core.exceptions import ObjectDoesNotExist
 
     try:
-        row = version.prompt  # type: ignore[attr-defined]
+        row = version.prompt
     except ObjectDoesNotExist:
         return None
     return spec_from_row(row, row.route.alias, version_id=version.pk)
@@ -197,8 +197,10 @@ def build_snapshot(config_version: int) -> Snapshot:
         )
         for v in versions:
             prompt = _prompt_spec(v) if v.api.kind == "prompt" else None
-            if v.api.kind == "prompt" and (prompt is None or not v.base_path):
+            if v.api.kind == "prompt" and prompt is None:
                 continue  # a prompt API version without its prompt: nothing to serve
+            if not v.base_path:  # publishing needs one; a row without it is not routable
+                continue
             targets = tuple(
                 Target.from_url(t.url, t.weight, t.requires_public_address) for t in v.targets.all() if t.enabled
             )

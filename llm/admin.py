@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from llm import services
+from llm import prompt_services, services
 from llm.models import (
     Budget,
     BudgetAlert,
@@ -24,11 +24,17 @@ from llm.models import (
     Model,
     ModelRoute,
     PiiDetector,
+    PromptApi,
+    PromptVersion,
     Provider,
     ProviderKey,
     RouteTarget,
     TargetRole,
 )
+from portal.admin import DecisionForm, DeprecationForm, run_with_reason
+from portal.models import ApiVersion, VersionState
+from portal.prompt_forms import JsonField
+from portal.services import lifecycle
 from portal.services.errors import InvalidInput, ServiceError
 
 
@@ -402,3 +408,226 @@ class BudgetAlertAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# -- prompt APIs ---------------------------------------------------------------------------------
+# Every save goes through llm.prompt_services (checked, audited) and every lifecycle move through
+# portal.services.lifecycle (publishing generates the OpenAPI document).
+
+
+class PromptApiForm(forms.ModelForm):
+    class Meta:
+        model = PromptApi
+        fields = ["name", "slug", "owner", "description", "visibility"]
+
+
+class PromptVersionInline(admin.TabularInline):
+    """The API's versions at a glance; each prompt is edited on its own page."""
+
+    model = ApiVersion
+    fields = ["version", "base_path", "state", "prompt_route"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name = "version"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # versions are made and moved on the prompt version pages
+
+    @admin.display(description="Model route")
+    def prompt_route(self, obj: ApiVersion) -> str:
+        prompt = PromptVersion.objects.filter(version=obj).select_related("route").first()
+        return prompt.route.alias if prompt else "—"
+
+
+@admin.register(PromptApi)
+class PromptApiAdmin(admin.ModelAdmin):
+    form = PromptApiForm
+    list_display = ["name", "slug", "owner", "visibility", "updated_at"]
+    list_filter = ["visibility", "owner"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [PromptVersionInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["slug", "owner"] if obj is not None else []
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        return {} if obj is not None else dict(self.prepopulated_fields)
+
+    def save_model(self, request: HttpRequest, obj: PromptApi, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            if change:
+                prompt_services.update_prompt_api(
+                    obj, actor=request.user, **{k: data[k] for k in ("name", "description", "visibility")}
+                )
+            else:
+                created = prompt_services.create_prompt_api(
+                    data["owner"],
+                    actor=request.user,
+                    slug=data["slug"],
+                    name=data["name"],
+                    description=data["description"],
+                    visibility=data["visibility"],
+                )
+                obj.pk = created.pk
+        except ServiceError as error:
+            # Form validation ran first; what is left (a race on the slug) is reported.
+            self.message_user(request, error.message, messages.ERROR)
+
+
+class PromptVersionAdminForm(forms.ModelForm):
+    """On add: which API, the version's name and base path; then the prompt. JSON is parsed
+    by the portal's capped field (size, depth) and the prompt checked by the service's rules,
+    each problem beside its field."""
+
+    api = forms.ModelChoiceField(queryset=PromptApi.objects.all(), required=False, label="Prompt API")
+    version_name = forms.CharField(max_length=40, required=False, label="Version", initial="v1")
+    base_path = forms.CharField(max_length=200, required=False)
+    input_schema = JsonField(label="Input schema (JSON Schema)")
+    output_schema = JsonField(required=False, label="Output schema (JSON mode)", want_object=False)
+
+    class Meta:
+        model = PromptVersion
+        fields = [
+            "route",
+            "system_prompt",
+            "user_template",
+            "input_schema",
+            "output_mode",
+            "output_schema",
+            "temperature",
+            "max_tokens",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "route" in self.fields:  # absent when the prompt is frozen (read-only)
+            self.fields["route"].queryset = prompt_services.available_routes()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is None:
+            for name in ("api", "version_name", "base_path"):
+                if not data.get(name):
+                    self.add_error(name, "Required for a new version.")
+            if data.get("api") and data.get("version_name") and data.get("base_path"):
+                # The version row's own rules (base path shape, reserved paths, uniqueness),
+                # so the service's save cannot fail after the form passed.
+                probe = ApiVersion(api=data["api"], version=data["version_name"].strip(), base_path=data["base_path"])
+                try:
+                    probe.full_clean()
+                except forms.ValidationError as error:
+                    for field, problems in error.message_dict.items():
+                        target = {"version": "version_name", "base_path": "base_path"}.get(field)
+                        for problem in problems:
+                            self.add_error(target, problem)
+        if all(name in data for name in ("input_schema", "output_schema", "user_template")):
+            fields = {name: data.get(name) for name in prompt_services.PROMPT_FIELDS}
+            fields["output_schema"] = data.get("output_schema") or {}
+            for field, problems in prompt_services.prompt_errors(fields).items():
+                for problem in problems:
+                    self.add_error(field if field in self.fields else None, problem)
+        return data
+
+
+@admin.register(PromptVersion)
+class PromptVersionAdmin(admin.ModelAdmin):
+    form = PromptVersionAdminForm
+    list_display = ["__str__", "api_name", "base_path", "state", "route", "output_mode", "updated_at"]
+    list_filter = ["version__state", "output_mode", "route"]
+    search_fields = ["version__api__name", "version__version", "version__base_path"]
+    list_select_related = ["version", "version__api", "route"]
+    actions = ["publish", "deprecate", "retire"]
+
+    @admin.display(description="API", ordering="version__api__name")
+    def api_name(self, obj: PromptVersion) -> str:
+        return obj.version.api.name
+
+    @admin.display(description="Base path")
+    def base_path(self, obj: PromptVersion) -> str:
+        return obj.version.base_path or ""
+
+    @admin.display(description="State", ordering="version__state")
+    def state(self, obj: PromptVersion) -> str:
+        return obj.version.get_state_display()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        prompt = list(PromptVersionAdminForm.Meta.fields)
+        return ["api", "version_name", "base_path", *prompt] if obj is None else ["version", *prompt]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        if obj.version.state != VersionState.DRAFT:
+            return ["version", *PromptVersionAdminForm.Meta.fields]  # frozen once published
+        return ["version"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a version is retired, not deleted
+
+    def save_model(self, request: HttpRequest, obj: PromptVersion, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        prompt = {name: data[name] for name in prompt_services.PROMPT_FIELDS if name in data}
+        if "output_schema" in prompt:
+            prompt["output_schema"] = prompt["output_schema"] or {}
+        try:
+            if change:
+                # A published prompt's fields are read-only here: nothing comes in, and the
+                # service refuses any change with its message.
+                prompt_services.update_prompt(
+                    PromptVersion.objects.get(pk=obj.pk), actor=request.user, route=data.get("route"), **prompt
+                )
+            else:
+                created = prompt_services.create_prompt_version(
+                    data["api"],
+                    actor=request.user,
+                    version=data["version_name"],
+                    base_path=data["base_path"],
+                    route=data["route"],
+                    **prompt,
+                )
+                obj.pk, obj.version = created.pk, created.version
+        except ServiceError as error:
+            self.message_user(request, error.message, messages.ERROR)
+
+    def _versions(self, queryset: QuerySet[PromptVersion]) -> QuerySet[ApiVersion]:
+        return ApiVersion.objects.filter(prompt__in=queryset)
+
+    @admin.action(description="Publish selected versions (generates their OpenAPI documents)")
+    def publish(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
+        for version in self._versions(queryset):
+            try:
+                lifecycle.publish_version(version, actor=request.user)
+                self.message_user(request, f"{version} is published.", messages.SUCCESS)
+            except ServiceError as error:
+                self.message_user(request, f"{version}: {error.message}", messages.ERROR)
+
+    @admin.action(description="Deprecate selected versions (asks for a sunset date)")
+    def deprecate(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Deprecate versions",
+            form_class=DeprecationForm,
+            apply=lambda p, data: lifecycle.deprecate_version(
+                p.version, actor=request.user, sunset_at=data["sunset_at"], reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Retire selected versions (final)")
+    def retire(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
+        return run_with_reason(
+            self,
+            request,
+            queryset,
+            title="Retire versions",
+            form_class=DecisionForm,
+            apply=lambda p, data: lifecycle.retire_version(p.version, actor=request.user, reason=data["reason"]),
+        )

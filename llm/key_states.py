@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from llm.models import KeyState, ProviderKey
 from llm.router import KEY_STATE_HASH
+from portal.models import AuditAction
 from portal.services import audit
 from portal.services.config_signal import publish_config_change
 
@@ -88,7 +89,9 @@ def sync_key_states(client: Any = None) -> int:
                 previous = key.state
                 key.state, key.state_until = KeyState.DISABLED, None
                 key.save(update_fields=["state", "state_until", "updated_at"])
-                audit.record(None, "llm.key.disabled", key, previous_state=previous, reason=reason, by="gateway")
+                audit.record(
+                    None, AuditAction.LLM_KEY_DISABLED, key, previous_state=previous, reason=reason, by="gateway"
+                )
                 disabled_any = True
                 changed += 1
             elif until is not None and until > now and (key.state, key.state_until) != (KeyState.RATE_LIMITED, until):

@@ -35,7 +35,7 @@ from llm.models import (
     RouteTarget,
     TargetRole,
 )
-from portal.models import ApiKey, Application, Tenant
+from portal.models import ApiKey, Application, AuditAction, Tenant
 from portal.models.catalog import Api, ApiKind
 from portal.services import audit
 from portal.services.access import require_staff
@@ -116,7 +116,9 @@ def _decimal_or_none(value: Any, what: str) -> Decimal | None:
     return number
 
 
-def _delete(obj: models.Model, *, actor: Actor, action: str, tenant: Tenant | None = None, **details: Any) -> None:
+def _delete(
+    obj: models.Model, *, actor: Actor, action: AuditAction, tenant: Tenant | None = None, **details: Any
+) -> None:
     with transaction.atomic():
         audit.record(actor, action, obj, tenant=tenant, **details)
         label = f"{obj._meta.label} {obj.pk}"
@@ -154,7 +156,7 @@ def create_provider(
     _validate(provider)
     with transaction.atomic():
         _save(provider)
-        audit.record(actor, "llm.provider.created", provider, kind=provider.kind, base_url=provider.base_url)
+        audit.record(actor, AuditAction.LLM_PROVIDER_CREATED, provider, kind=provider.kind, base_url=provider.base_url)
         publish_config_change(f"llm provider {provider.pk} created")
     return provider
 
@@ -172,14 +174,14 @@ def update_provider(provider: Provider, *, actor: Actor, **changes: Any) -> Prov
         changed = _apply(provider, changes, PROVIDER_FIELDS)
         _validate(provider)
         _save(provider)
-        audit.record(actor, "llm.provider.updated", provider, changed=changed)
+        audit.record(actor, AuditAction.LLM_PROVIDER_UPDATED, provider, changed=changed)
         publish_config_change(f"llm provider {provider.pk} updated")
     return provider
 
 
 def delete_provider(provider: Provider, *, actor: Actor) -> None:
     require_staff(actor)
-    _delete(provider, actor=actor, action="llm.provider.deleted", name=provider.name)
+    _delete(provider, actor=actor, action=AuditAction.LLM_PROVIDER_DELETED, name=provider.name)
 
 
 # -- the key pool ---------------------------------------------------------------------------------
@@ -227,7 +229,9 @@ def add_key(
     _validate(key)
     with transaction.atomic():
         _save(key)
-        audit.record(actor, "llm.key.added", key, provider=provider.name, last4=key.last4, priority=key.priority)
+        audit.record(
+            actor, AuditAction.LLM_KEY_ADDED, key, provider=provider.name, last4=key.last4, priority=key.priority
+        )
         publish_config_change(f"llm key {key.pk} added")
     return key
 
@@ -244,9 +248,18 @@ def update_key(key: ProviderKey, *, actor: Actor, **changes: Any) -> ProviderKey
         changed = _apply(key, changes, KEY_FIELDS)
         _validate(key)
         _save(key)
-        audit.record(actor, "llm.key.updated", key, changed=changed)
+        audit.record(actor, AuditAction.LLM_KEY_UPDATED, key, changed=changed)
         publish_config_change(f"llm key {key.pk} updated")
     return key
+
+
+KEY_STATE_ACTIONS = {
+    KeyState.ENABLED: AuditAction.LLM_KEY_ENABLED,
+    KeyState.DISABLED: AuditAction.LLM_KEY_DISABLED,
+    KeyState.RATE_LIMITED: AuditAction.LLM_KEY_RATE_LIMITED,
+    KeyState.EXHAUSTED: AuditAction.LLM_KEY_EXHAUSTED,
+    KeyState.EXPIRED: AuditAction.LLM_KEY_EXPIRED,
+}
 
 
 def set_key_state(
@@ -264,7 +277,7 @@ def set_key_state(
         key.state_until = until if state == KeyState.RATE_LIMITED else None
         _validate(key)
         _save(key, update_fields=["state", "state_until", "updated_at"])
-        audit.record(actor, f"llm.key.{state}", key, previous_state=previous, reason=_no_nul(reason))
+        audit.record(actor, KEY_STATE_ACTIONS[KeyState(state)], key, previous_state=previous, reason=_no_nul(reason))
         publish_config_change(f"llm key {key.pk} {state}")
     return key
 
@@ -279,7 +292,7 @@ def enable_key(key: ProviderKey, *, actor: Actor) -> ProviderKey:
 
 def delete_key(key: ProviderKey, *, actor: Actor) -> None:
     require_staff(actor)
-    _delete(key, actor=actor, action="llm.key.deleted", provider=key.provider.name, last4=key.last4)
+    _delete(key, actor=actor, action=AuditAction.LLM_KEY_DELETED, provider=key.provider.name, last4=key.last4)
 
 
 def reencrypt_keys(*, actor: Actor | None = None) -> int:
@@ -338,7 +351,9 @@ def create_model(
     _validate(model)
     with transaction.atomic():
         _save(model)
-        audit.record(actor, "llm.model.created", model, provider=provider.name, upstream_name=model.upstream_name)
+        audit.record(
+            actor, AuditAction.LLM_MODEL_CREATED, model, provider=provider.name, upstream_name=model.upstream_name
+        )
         publish_config_change(f"llm model {model.pk} created")
     return model
 
@@ -360,14 +375,14 @@ def update_model(model: Model, *, actor: Actor, **changes: Any) -> Model:
                 members = [t.model if t.model_id != model.pk else model for t in route.targets.select_related("model")]
                 _check_models_serve_one_kind(members)
         _save(model)
-        audit.record(actor, "llm.model.updated", model, changed=changed)
+        audit.record(actor, AuditAction.LLM_MODEL_UPDATED, model, changed=changed)
         publish_config_change(f"llm model {model.pk} updated")
     return model
 
 
 def delete_model(model: Model, *, actor: Actor) -> None:
     require_staff(actor)
-    _delete(model, actor=actor, action="llm.model.deleted", upstream_name=model.upstream_name)
+    _delete(model, actor=actor, action=AuditAction.LLM_MODEL_DELETED, upstream_name=model.upstream_name)
 
 
 # -- routes ---------------------------------------------------------------------------------------
@@ -471,7 +486,12 @@ def create_route(
         _save(route)
         _write_members(route, targets, fallbacks)
         audit.record(
-            actor, "llm.route.created", route, tenant=api.owner, api=api.slug, **_members_for_audit(targets, fallbacks)
+            actor,
+            AuditAction.LLM_ROUTE_CREATED,
+            route,
+            tenant=api.owner,
+            api=api.slug,
+            **_members_for_audit(targets, fallbacks),
         )
         publish_config_change(f"llm route {route.pk} created")
     return route
@@ -505,14 +525,14 @@ def update_route(
             _write_members(route, targets, fallbacks)
             details.update(_members_for_audit(targets, fallbacks))
         _save(route)
-        audit.record(actor, "llm.route.updated", route, tenant=route.api.owner, **details)
+        audit.record(actor, AuditAction.LLM_ROUTE_UPDATED, route, tenant=route.api.owner, **details)
         publish_config_change(f"llm route {route.pk} updated")
     return route
 
 
 def delete_route(route: ModelRoute, *, actor: Actor) -> None:
     require_staff(actor)
-    _delete(route, actor=actor, action="llm.route.deleted", tenant=route.api.owner, alias=route.alias)
+    _delete(route, actor=actor, action=AuditAction.LLM_ROUTE_DELETED, tenant=route.api.owner, alias=route.alias)
 
 
 # -- budgets --------------------------------------------------------------------------------------
@@ -556,7 +576,7 @@ def create_budget(
         _save(budget)
         audit.record(
             actor,
-            "llm.budget.created",
+            AuditAction.LLM_BUDGET_CREATED,
             budget,
             tenant=budget.owner_tenant,
             scope=scope,
@@ -583,11 +603,11 @@ def update_budget(budget: Budget, *, actor: Actor, **changes: Any) -> Budget:
         changed = _apply(budget, changes, BUDGET_FIELDS)
         _validate(budget)
         _save(budget)
-        audit.record(actor, "llm.budget.updated", budget, tenant=budget.owner_tenant, changed=changed)
+        audit.record(actor, AuditAction.LLM_BUDGET_UPDATED, budget, tenant=budget.owner_tenant, changed=changed)
         publish_config_change(f"llm budget {budget.pk} updated")
     return budget
 
 
 def delete_budget(budget: Budget, *, actor: Actor) -> None:
     require_staff(actor)
-    _delete(budget, actor=actor, action="llm.budget.deleted", tenant=budget.owner_tenant, scope=budget.scope)
+    _delete(budget, actor=actor, action=AuditAction.LLM_BUDGET_DELETED, tenant=budget.owner_tenant, scope=budget.scope)

@@ -4,8 +4,15 @@ State changes go through the services (never a plain form save), so the admin, t
 and the REST API enforce the same rules and leave the same audit trail.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from portal.models import (
@@ -21,8 +28,7 @@ from portal.models import (
     Tenant,
     UpstreamTarget,
 )
-from portal.services import lifecycle, subscriptions
-from portal.services.config_signal import publish_config_change
+from portal.services import admin_edits, applications, keys, lifecycle, subscriptions
 from portal.services.errors import ServiceError
 
 
@@ -69,6 +75,18 @@ def run_with_reason(modeladmin, request, queryset, *, title, form_class, apply, 
     )
 
 
+def delete_each(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any], delete: Callable[..., None]
+) -> None:
+    """The admin's bulk delete, one service call per object (each audited, its row locked);
+    a refusal is a message, not a 500."""
+    for obj in queryset:
+        try:
+            delete(obj, actor=request.user)
+        except ServiceError as error:
+            modeladmin.message_user(request, f"{obj}: {error.message}", messages.ERROR)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -100,28 +118,31 @@ class ApiVersionInline(admin.TabularInline):
     show_change_link = True
 
 
-class ConfigChangeAdmin(admin.ModelAdmin):
-    """Plain edits to routable configuration must reach the gateways too."""
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """Plain edits of routable configuration go through ``admin_edits``: audited, checked
+    against the operator's permissions, and published to the gateways on commit."""
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        publish_config_change(f"{obj._meta.label} {obj.pk} edited in admin")
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        admin_edits.save_object(obj, actor=request.user, changed=form.changed_data)
 
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        publish_config_change(f"{obj._meta.label} deleted in admin")
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        admin_edits.delete_object(obj, actor=request.user)
 
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        publish_config_change(f"{queryset.model._meta.label} deleted in admin")
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        delete_each(self, request, queryset, admin_edits.delete_object)
 
-    def save_formset(self, request, form, formset, change):
-        super().save_formset(request, form, formset, change)
-        publish_config_change("inline edited in admin")
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        instances = formset.save(commit=False)
+        for obj in formset.deleted_objects:
+            admin_edits.delete_object(obj, actor=request.user)
+        changed = {id(obj): fields for obj, fields in formset.changed_objects}
+        for obj in instances:
+            admin_edits.save_object(obj, actor=request.user, changed=changed.get(id(obj), []))
+        formset.save_m2m()
 
 
 @admin.register(Api)
-class ApiAdmin(ConfigChangeAdmin):
+class ApiAdmin(ServiceSavedAdmin):
     list_display = ["name", "slug", "kind", "owner", "visibility", "updated_at"]
     list_filter = ["kind", "visibility", "tags"]
     search_fields = ["name", "slug", "description"]
@@ -136,7 +157,7 @@ class UpstreamTargetInline(admin.TabularInline):
 
 
 @admin.register(ApiVersion)
-class ApiVersionAdmin(ConfigChangeAdmin):
+class ApiVersionAdmin(ServiceSavedAdmin):
     list_display = ["api", "version", "base_path", "state", "sunset_at", "published_at"]
     list_filter = ["state", "api"]
     search_fields = ["api__name", "version", "base_path"]
@@ -144,16 +165,16 @@ class ApiVersionAdmin(ConfigChangeAdmin):
     inlines = [UpstreamTargetInline]
     actions = ["publish", "deprecate", "retire"]
 
-    @admin.action(description="Publish selected versions")
+    @admin.action(description="Publish selected versions", permissions=["change"])
     def publish(self, request, queryset):
         for version in queryset:
             try:
-                lifecycle.publish_version(version, request.user)
+                lifecycle.publish_version(version, actor=request.user)
                 self.message_user(request, f"{version} is published.", messages.SUCCESS)
             except ServiceError as error:
                 self.message_user(request, f"{version}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Deprecate selected versions (asks for a sunset date)")
+    @admin.action(description="Deprecate selected versions (asks for a sunset date)", permissions=["change"])
     def deprecate(self, request, queryset):
         return run_with_reason(
             self,
@@ -162,11 +183,11 @@ class ApiVersionAdmin(ConfigChangeAdmin):
             title="Deprecate versions",
             form_class=DeprecationForm,
             apply=lambda v, data: lifecycle.deprecate_version(
-                v, request.user, sunset_at=data["sunset_at"], reason=data["reason"]
+                v, actor=request.user, sunset_at=data["sunset_at"], reason=data["reason"]
             ),
         )
 
-    @admin.action(description="Retire selected versions (final)")
+    @admin.action(description="Retire selected versions (final)", permissions=["change"])
     def retire(self, request, queryset):
         return run_with_reason(
             self,
@@ -174,12 +195,12 @@ class ApiVersionAdmin(ConfigChangeAdmin):
             queryset,
             title="Retire versions",
             form_class=DecisionForm,
-            apply=lambda v, data: lifecycle.retire_version(v, request.user, reason=data["reason"]),
+            apply=lambda v, data: lifecycle.retire_version(v, actor=request.user, reason=data["reason"]),
         )
 
 
 @admin.register(Plan)
-class PlanAdmin(ConfigChangeAdmin):
+class PlanAdmin(ServiceSavedAdmin):
     list_display = [
         "api",
         "name",
@@ -198,6 +219,13 @@ class ApplicationAdmin(admin.ModelAdmin):
     list_display = ["name", "tenant", "created_by", "created_at"]
     list_filter = ["tenant"]
     search_fields = ["name", "tenant__name"]
+
+    def delete_model(self, request: HttpRequest, obj: Application) -> None:
+        # Its keys stop at the gateway as soon as this commits.
+        applications.delete_application(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+        delete_each(self, request, queryset, applications.delete_application)
 
 
 @admin.register(Subscription)
@@ -220,7 +248,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "application", "api", "plan"] if obj else self.readonly_fields
 
-    @admin.action(description="Approve selected subscriptions")
+    def delete_model(self, request: HttpRequest, obj: Subscription) -> None:
+        subscriptions.delete_subscription(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        delete_each(self, request, queryset, subscriptions.delete_subscription)
+
+    @admin.action(description="Approve selected subscriptions", permissions=["change"])
     def approve(self, request, queryset):
         return run_with_reason(
             self,
@@ -228,10 +262,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
             queryset,
             title="Approve subscriptions",
             form_class=DecisionForm,
-            apply=lambda s, data: subscriptions.approve_subscription(s, request.user, reason=data["reason"]),
+            apply=lambda s, data: subscriptions.approve_subscription(s, actor=request.user, reason=data["reason"]),
         )
 
-    @admin.action(description="Reject selected subscriptions")
+    @admin.action(description="Reject selected subscriptions", permissions=["change"])
     def reject(self, request, queryset):
         return run_with_reason(
             self,
@@ -240,10 +274,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
             title="Reject subscriptions",
             form_class=DecisionForm,
             reason_required=True,
-            apply=lambda s, data: subscriptions.reject_subscription(s, request.user, reason=data["reason"]),
+            apply=lambda s, data: subscriptions.reject_subscription(s, actor=request.user, reason=data["reason"]),
         )
 
-    @admin.action(description="Revoke selected subscriptions")
+    @admin.action(description="Revoke selected subscriptions", permissions=["change"])
     def revoke(self, request, queryset):
         return run_with_reason(
             self,
@@ -251,7 +285,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
             queryset,
             title="Revoke subscriptions",
             form_class=DecisionForm,
-            apply=lambda s, data: subscriptions.revoke_subscription(s, request.user, reason=data["reason"]),
+            apply=lambda s, data: subscriptions.revoke_subscription(s, actor=request.user, reason=data["reason"]),
         )
 
 
@@ -266,6 +300,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # keys are issued by the key service, which returns the secret once
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        # The gateway refuses the key as soon as this commits, not at its next full reload.
+        keys.delete_api_key(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        delete_each(self, request, queryset, keys.delete_api_key)
 
 
 @admin.register(AuditEvent)

@@ -26,6 +26,8 @@ RESET_PER_ADDRESS = "5/h"
 KEY_CREATION = (("user", "30/h"), ("ip", "60/h"))
 KEY_ROTATION = (("user", "30/h"), ("ip", "60/h"))
 TOKEN_CREATION = (("user", "20/h"), ("ip", "60/h"))
+# Prompt playground runs: each is a real model call the team pays for (per person, per address).
+PLAYGROUND_RUNS = (("user", "30/h"), ("ip", "60/h"))
 # Invitation e-mails: per inviting person (whichever team) and per team (whoever invites).
 INVITATIONS_PER_PERSON = "20/h"
 INVITATIONS_PER_TEAM = "50/d"

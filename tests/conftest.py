@@ -85,7 +85,7 @@ def draft_version(publisher):
 @pytest.fixture
 def api(draft_version, staff):
     """A published API with a free auto-approved plan and a gold plan that needs approval."""
-    lifecycle.publish_version(draft_version, staff)
+    lifecycle.publish_version(draft_version, actor=staff)
     Plan.objects.create(api=draft_version.api, name="Free", requests_per_minute=60)
     Plan.objects.create(api=draft_version.api, name="Gold", requests_per_second=100, requires_approval=True)
     return draft_version.api

@@ -22,7 +22,7 @@ def admin_client(client, staff):
 
 @pytest.fixture
 def pending(app, api, gold_plan, bob):
-    return subscriptions.request_subscription(app, api, gold_plan, bob)[0]
+    return subscriptions.request_subscription(app, api, gold_plan, actor=bob)[0]
 
 
 def run_action(client, url, action, pk, **form):
@@ -67,7 +67,7 @@ def test_rejecting_through_admin_requires_a_reason(admin_client, pending):
 
 
 def test_approving_a_rejected_subscription_shows_an_error_not_a_500(admin_client, pending, staff):
-    subscriptions.reject_subscription(pending, staff, reason="no")
+    subscriptions.reject_subscription(pending, actor=staff, reason="no")
     response = run_action(admin_client, SUBSCRIPTIONS, "approve", pending.pk, apply="1", reason="")
     assert response.status_code == 200
     assert b"only a pending one can be approved" in response.content
@@ -97,7 +97,7 @@ def test_lifecycle_actions_in_admin(admin_client, draft_version):
 
 
 def test_admin_shows_keys_by_prefix_only(admin_client, app, bob):
-    key, secret = keys.create_api_key(app, bob)
+    key, secret = keys.create_api_key(app, actor=bob)
     response = admin_client.get(reverse("admin:portal_apikey_change", args=[key.pk]))
     assert response.status_code == 200
     assert key.prefix.encode() in response.content

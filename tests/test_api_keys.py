@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_only_prefix_and_hash_are_stored(app, bob):
-    key, secret = keys.create_api_key(app, bob, name="ci")
+    key, secret = keys.create_api_key(app, actor=bob, name="ci")
     stored = ApiKey.objects.get(pk=key.pk)
     assert secret.startswith(stored.prefix + ".")
     assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
@@ -23,7 +23,7 @@ def test_only_prefix_and_hash_are_stored(app, bob):
 
 
 def test_the_secret_is_returned_once_and_cannot_be_read_back(app, bob):
-    key, secret = keys.create_api_key(app, bob)
+    key, secret = keys.create_api_key(app, actor=bob)
     fresh = ApiKey.objects.get(pk=key.pk)
     assert not hasattr(fresh, "secret")
     assert keyformat.secret_matches(secret, fresh.secret_hash)
@@ -32,30 +32,30 @@ def test_the_secret_is_returned_once_and_cannot_be_read_back(app, bob):
 
 def test_creating_a_key_audits_and_bumps_config(app, bob):
     before = current_config_version()
-    key, _ = keys.create_api_key(app, bob)
+    key, _ = keys.create_api_key(app, actor=bob)
     assert current_config_version() == before + 1
     assert AuditEvent.objects.get(action="key.created").details == {"prefix": key.prefix}
 
 
 def test_a_key_for_an_application_of_another_tenant_is_refused(app, charlie, globex):
     with pytest.raises(NotFound):
-        keys.create_api_key(app, charlie)
+        keys.create_api_key(app, actor=charlie)
     assert not ApiKey.objects.exists()
 
 
 def test_viewer_cannot_create_keys(app, vera):
     with pytest.raises(PermissionDenied):
-        keys.create_api_key(app, vera)
+        keys.create_api_key(app, actor=vera)
 
 
 def test_expiry_in_the_past_is_refused(app, bob):
     with pytest.raises(InvalidInput):
-        keys.create_api_key(app, bob, expires_at=timezone.now() - timedelta(minutes=1))
+        keys.create_api_key(app, actor=bob, expires_at=timezone.now() - timedelta(minutes=1))
 
 
 def test_rotation_issues_a_new_secret_and_keeps_the_old_one_for_the_grace_period(app, bob):
-    old, old_secret = keys.create_api_key(app, bob, name="prod")
-    new, new_secret = keys.rotate_api_key(old, bob, grace_seconds=3600)
+    old, old_secret = keys.create_api_key(app, actor=bob, name="prod")
+    new, new_secret = keys.rotate_api_key(old, actor=bob, grace_seconds=3600)
     old.refresh_from_db()
     assert new_secret != old_secret and new.name == "prod" and new.rotated_from == old
     assert old.is_usable() and old.expires_at <= timezone.now() + timedelta(seconds=3600)
@@ -63,34 +63,34 @@ def test_rotation_issues_a_new_secret_and_keeps_the_old_one_for_the_grace_period
 
 
 def test_rotation_with_no_grace_revokes_the_old_key_at_once(app, bob):
-    old, _ = keys.create_api_key(app, bob)
-    keys.rotate_api_key(old, bob, grace_seconds=0)
+    old, _ = keys.create_api_key(app, actor=bob)
+    keys.rotate_api_key(old, actor=bob, grace_seconds=0)
     old.refresh_from_db()
     assert old.is_revoked
 
 
 def test_a_key_cannot_be_rotated_twice(app, bob):
-    old, _ = keys.create_api_key(app, bob)
-    keys.rotate_api_key(old, bob, grace_seconds=60)
+    old, _ = keys.create_api_key(app, actor=bob)
+    keys.rotate_api_key(old, actor=bob, grace_seconds=60)
     with pytest.raises(IllegalTransition, match="already rotated"):
-        keys.rotate_api_key(old, bob)
+        keys.rotate_api_key(old, actor=bob)
 
 
 def test_revoke_is_final(app, bob):
-    key, _ = keys.create_api_key(app, bob)
-    keys.revoke_api_key(key, bob)
+    key, _ = keys.create_api_key(app, actor=bob)
+    keys.revoke_api_key(key, actor=bob)
     key.refresh_from_db()
     assert key.is_revoked and not key.is_usable()
     with pytest.raises(IllegalTransition):
-        keys.revoke_api_key(key, bob)
+        keys.revoke_api_key(key, actor=bob)
     with pytest.raises(IllegalTransition):
-        keys.rotate_api_key(key, bob)
+        keys.rotate_api_key(key, actor=bob)
 
 
 def test_outsider_cannot_revoke(app, bob, charlie, globex):
-    key, _ = keys.create_api_key(app, bob)
+    key, _ = keys.create_api_key(app, actor=bob)
     with pytest.raises(NotFound):
-        keys.revoke_api_key(key, charlie)
+        keys.revoke_api_key(key, actor=charlie)
 
 
 @pytest.mark.parametrize("presented", ["", "nodot", "pt_short.x", "xx_abcdefgh.secret", "pt_abcdefgh."])

@@ -69,7 +69,7 @@ def test_publishing_a_version_saved_without_validation_is_refused(publisher, sta
     version = ApiVersion.objects.create(api=draft_version.api, version="ops", base_path="/_portico")
     UpstreamTarget.objects.create(version=version, url="http://127.0.0.1:9")
     with pytest.raises(InvalidInput, match="reserved"):
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
     version.refresh_from_db()
     assert version.state == VersionState.DRAFT
 
@@ -134,7 +134,7 @@ def test_publishing_a_version_saved_over_the_llm_endpoints_is_refused(staff, dra
     version = ApiVersion.objects.create(api=draft_version.api, version="llm", base_path=base_path)
     UpstreamTarget.objects.create(version=version, url="http://127.0.0.1:9")
     with pytest.raises(InvalidInput, match="LLM endpoints"):
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
     version.refresh_from_db()
     assert version.state == VersionState.DRAFT
 
@@ -149,7 +149,7 @@ def test_a_rest_version_without_a_base_path_is_refused_by_clean_and_by_publishin
     version = ApiVersion.objects.create(api=draft_version.api, version="nopath", base_path=None)
     UpstreamTarget.objects.create(version=version, url="http://127.0.0.1:9")
     with pytest.raises(InvalidInput, match="needs a base path"):
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
 
 
 def test_an_ai_apis_versions_need_no_base_path_nor_upstream_targets(publisher, staff):
@@ -158,8 +158,8 @@ def test_an_ai_apis_versions_need_no_base_path_nor_upstream_targets(publisher, s
     first.full_clean()
     first.save()
     second = ApiVersion.objects.create(api=ai, version="v2", base_path=None)  # several NULLs stay unique
-    assert lifecycle.publish_version(first, staff).state == VersionState.PUBLISHED
-    assert lifecycle.publish_version(second, staff).state == VersionState.PUBLISHED
+    assert lifecycle.publish_version(first, actor=staff).state == VersionState.PUBLISHED
+    assert lifecycle.publish_version(second, actor=staff).state == VersionState.PUBLISHED
 
 
 def test_an_ai_api_whose_versions_lack_base_paths_cannot_become_rest(publisher):
@@ -174,7 +174,7 @@ def test_an_ai_api_whose_versions_lack_base_paths_cannot_become_rest(publisher):
 def test_an_ai_apis_catalog_pages_show_the_gateways_v1_as_its_base_url(client, publisher, staff, settings):
     settings.PORTICO_GATEWAY_URL = "http://gw.example:8080/"
     ai = Api.objects.create(slug="llm", name="LLM", owner=publisher, kind=ApiKind.AI)
-    lifecycle.publish_version(ApiVersion.objects.create(api=ai, version="v1", base_path=None), staff)
+    lifecycle.publish_version(ApiVersion.objects.create(api=ai, version="v1", base_path=None), actor=staff)
     for url in (reverse("api_detail", args=["llm"]), reverse("api_docs", args=["llm", "v1"])):
         page = client.get(url)
         assert page.status_code == 200 and "http://gw.example:8080/v1" in page.content.decode()
@@ -199,6 +199,6 @@ def test_publishing_a_version_at_the_mcp_endpoint_is_refused(staff, draft_versio
     version = ApiVersion.objects.create(api=draft_version.api, version="mcp", base_path="/mcp")
     UpstreamTarget.objects.create(version=version, url="http://127.0.0.1:9")
     with pytest.raises(InvalidInput, match="MCP"):
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
     version.refresh_from_db()
     assert version.state == VersionState.DRAFT

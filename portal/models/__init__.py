@@ -1,5 +1,5 @@
 from portal.models.applications import Application, Subscription, SubscriptionState
-from portal.models.audit import AuditEvent
+from portal.models.audit import AuditAction, AuditEvent
 from portal.models.catalog import (
     Api,
     ApiVersion,
@@ -19,6 +19,7 @@ __all__ = [
     "ApiKey",
     "ApiVersion",
     "Application",
+    "AuditAction",
     "AuditEvent",
     "LoadBalancing",
     "Invitation",

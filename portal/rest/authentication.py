@@ -1,5 +1,11 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from portal.services.tokens import user_for_token
 
@@ -9,7 +15,7 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
 
     keywords = ("token", "bearer")
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[User, None] | None:
         header = authentication.get_authorization_header(request).decode("latin-1").split()
         if not header or header[0].lower() not in self.keywords:
             return None
@@ -20,15 +26,15 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("The access token is not valid, expired or revoked.")
         return user, None
 
-    def authenticate_header(self, request):
+    def authenticate_header(self, request: Request) -> str:
         return 'Token realm="portico"'
 
 
-class AccessTokenScheme(OpenApiAuthenticationExtension):
+class AccessTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]  # drf-spectacular's untyped registry
     target_class = "portal.rest.authentication.AccessTokenAuthentication"
     name = "AccessToken"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {
             "type": "http",
             "scheme": "bearer",

@@ -1,5 +1,7 @@
 """Every error of the REST API reads ``{"error": {"code": ..., "message": ...}}``."""
 
+from typing import Any
+
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions, status
@@ -20,7 +22,7 @@ CODES = {
 }
 
 
-def _message(detail) -> str:
+def _message(detail: Any) -> str:
     if isinstance(detail, dict):
         return "; ".join(f"{field}: {_message(value)}" for field, value in detail.items())
     if isinstance(detail, list):
@@ -28,7 +30,7 @@ def _message(detail) -> str:
     return str(detail)
 
 
-def handle(exc, context):
+def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         return Response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
     if isinstance(exc, Http404):

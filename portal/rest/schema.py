@@ -5,6 +5,8 @@ Views raise ServiceErrors and DRF errors; the exception handler turns all of the
 repeating it on each view.
 """
 
+from typing import Any
+
 ERROR_COMPONENT = {
     "type": "object",
     "required": ["error"],
@@ -36,7 +38,7 @@ ERRORS = {
 READ_ONLY_ERRORS = ("401", "403", "404", "429")
 
 
-def add_error_responses(result, generator, request, public):
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_COMPONENT
     reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in result.get("paths", {}).items():

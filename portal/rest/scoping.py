@@ -1,23 +1,29 @@
 """Whose objects a REST caller may see: only their tenants'. Everything else is 404."""
 
+from typing import Any
+
+from django.http import QueryDict
 from rest_framework import permissions
+from rest_framework.request import Request
 
 from portal.models import Membership, Tenant
+from portal.services.access import Actor, person
 from portal.services.errors import InvalidInput, NotFound
 
 
-def member_tenant_ids(user) -> list[int]:
-    if not getattr(user, "is_authenticated", False):
+def member_tenant_ids(user: Actor | None) -> list[int]:
+    found = person(user)
+    if found is None:
         return []
-    return list(Membership.objects.filter(user=user).values_list("tenant_id", flat=True))
+    return list(Membership.objects.filter(user=found).values_list("tenant_id", flat=True))
 
 
-def chosen_tenant(user, slug: str | None) -> Tenant:
+def chosen_tenant(user: Actor, slug: str | None) -> Tenant:
     """The tenant a new object goes to: the one named, or the caller's only one.
 
     With several teams and no name we refuse rather than guess where an application lands.
     """
-    memberships = Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__slug")
+    memberships = Membership.objects.filter(user=person(user)).select_related("tenant").order_by("tenant__slug")
     if slug:
         found = memberships.filter(tenant__slug=slug).first()
         if found is None:
@@ -34,7 +40,7 @@ def chosen_tenant(user, slug: str | None) -> Tenant:
 class IsStaff(permissions.BasePermission):
     message = "Only Portico administrators may do this."
 
-    def has_permission(self, request, view):
+    def has_permission(self, request: Request, view: Any) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
@@ -49,6 +55,13 @@ def id_or_none(value: str | None) -> int | None:
     return int(value)
 
 
-def text_param(params, name: str, default: str = "") -> str:
+def id_list(value: str | None) -> list[int]:
+    """A query-string id as a one-item list for an ``__in`` filter, or [] (matching nothing)
+    when it cannot be an id."""
+    found = id_or_none(value)
+    return [] if found is None else [found]
+
+
+def text_param(params: QueryDict, name: str, default: str = "") -> str:
     """A query-string text, without NUL characters (PostgreSQL refuses them in any string)."""
-    return params.get(name, default).replace("\x00", "")
+    return str(params.get(name, default)).replace("\x00", "")

@@ -1,6 +1,10 @@
 """What the REST API reads and writes. Output serializers mirror the models; input
 serializers only check shapes: the rules are the services'."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -45,14 +49,14 @@ class VersionSerializer(serializers.ModelSerializer):
 
 
 class StaffVersionSerializer(VersionSerializer):
-    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    api: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta(VersionSerializer.Meta):
         fields = ["id", "api", *VersionSerializer.Meta.fields[1:], "retired_at"]
 
 
 class ApiSerializer(serializers.ModelSerializer):
-    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    tags: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     versions = serializers.SerializerMethodField(help_text="Published and deprecated versions only.")
     plans = serializers.SerializerMethodField(help_text="Plans open to new subscriptions.")
 
@@ -61,11 +65,11 @@ class ApiSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "description", "tags", "versions", "plans"]
 
     @extend_schema_field(VersionSerializer(many=True))
-    def get_versions(self, api):
+    def get_versions(self, api: Api) -> Any:
         return VersionSerializer(visible_versions(api), many=True).data
 
     @extend_schema_field(PlanSerializer(many=True))
-    def get_plans(self, api):
+    def get_plans(self, api: Api) -> Any:
         return PlanSerializer(api.plans.filter(is_active=True).order_by("requires_approval", "name"), many=True).data
 
 
@@ -91,9 +95,9 @@ class ApplicationUpdateSerializer(serializers.Serializer):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    application = serializers.PrimaryKeyRelatedField(read_only=True)
+    application: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(read_only=True)
     state = serializers.SerializerMethodField()
-    rotated_from = serializers.SlugRelatedField(
+    rotated_from: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="prefix", read_only=True, allow_null=True, help_text="Prefix of the key this one replaced."
     )
 
@@ -112,7 +116,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "rotated_from",
         ]
 
-    def get_state(self, key) -> str:
+    def get_state(self, key: ApiKey) -> str:
         if key.is_revoked:
             return "revoked"
         return "expired" if key.is_expired() else "active"
@@ -142,9 +146,9 @@ class RotateSerializer(serializers.Serializer):
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
-    application = serializers.PrimaryKeyRelatedField(read_only=True)
-    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    plan = serializers.PrimaryKeyRelatedField(read_only=True)
+    application: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(read_only=True)
+    api: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    plan: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(read_only=True)
     plan_name = serializers.CharField(source="plan.name", read_only=True)
     state = serializers.ChoiceField(choices=SubscriptionState.choices, read_only=True)
 
@@ -180,7 +184,7 @@ class AccessTokenSerializer(serializers.ModelSerializer):
         model = PersonalAccessToken
         fields = ["id", "name", "prefix", "state", "created_at", "last_used_at", "expires_at", "revoked_at"]
 
-    def get_state(self, token) -> str:
+    def get_state(self, token: PersonalAccessToken) -> str:
         if token.revoked_at:
             return "revoked"
         return "expired" if token.expires_at and token.expires_at <= timezone.now() else "active"
@@ -210,7 +214,7 @@ class TargetSerializer(serializers.Serializer):
 
 
 class ProviderVersionSerializer(serializers.ModelSerializer):
-    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    api: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     targets = TargetSerializer(many=True, read_only=True)
 
     class Meta:
@@ -236,7 +240,7 @@ class ProviderVersionSerializer(serializers.ModelSerializer):
 
 
 class ProviderPlanSerializer(PlanSerializer):
-    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    api: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta(PlanSerializer.Meta):
         fields = ["id", "api", *PlanSerializer.Meta.fields[1:], "is_active"]
@@ -275,12 +279,14 @@ class _VersionPolicySerializer(serializers.Serializer):
 class ProviderVersionCreateSerializer(_VersionPolicySerializer):
     version = serializers.CharField(max_length=40)
     base_path = serializers.CharField(max_length=200)
-    targets = TargetSerializer(many=True, max_length=16)
+    targets: serializers.ListSerializer[Any] = serializers.ListSerializer(child=TargetSerializer(), max_length=16)
 
 
 class ProviderVersionUpdateSerializer(_VersionPolicySerializer):
     base_path = serializers.CharField(max_length=200, required=False, help_text="Drafts only.")
-    targets = TargetSerializer(many=True, max_length=16, required=False, help_text="Replaces every target.")
+    targets: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=TargetSerializer(), max_length=16, required=False, help_text="Replaces every target."
+    )
 
 
 class ProviderPlanWriteSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -20,7 +20,7 @@ router.register("provider/subscriptions", provider.ProviderSubscriptionViewSet, 
 llm_views.register(router)  # /api/v1/llm/providers, keys, models, routes, budgets
 
 
-def not_found(request):
+def not_found(request: HttpRequest) -> JsonResponse:
     """Anything else under /api/ is a client's typo: answer in JSON, not with the portal's page."""
     message = f"No endpoint at {request.path}; the endpoints are listed at /api/docs/."
     return JsonResponse({"error": {"code": "not_found", "message": message}}, status=404)

@@ -6,7 +6,9 @@ and their pages answer 404 (``NotFound``), exactly like a version that does not 
 """
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.db.models import Count, Prefetch, Q, QuerySet
@@ -40,18 +42,18 @@ def visible_apis(tenant: Tenant | None = None) -> QuerySet[Api]:
     return Api.objects.filter(scope, versions__state__in=DEVELOPER_VISIBLE_STATES).distinct()
 
 
-def visible_apis_for(tenant_ids) -> QuerySet[Api]:
+def visible_apis_for(tenant_ids: Iterable[int]) -> QuerySet[Api]:
     """Like visible_apis, for a person in several tenants (the REST API's caller)."""
     scope = Q(visibility=Visibility.PUBLIC) | Q(owner_id__in=list(tenant_ids))
     return Api.objects.filter(scope, versions__state__in=DEVELOPER_VISIBLE_STATES).distinct()
 
 
-def visible_versions(api: Api):
+def visible_versions(api: Api) -> QuerySet[ApiVersion]:
     return api.versions.filter(state__in=DEVELOPER_VISIBLE_STATES).order_by("-published_at", "-created_at")
 
 
 def search_apis(
-    tenant: Tenant | None, query: str = "", tags=(), *, among: QuerySet[Api] | None = None
+    tenant: Tenant | None, query: str = "", tags: Iterable[str] = (), *, among: QuerySet[Api] | None = None
 ) -> QuerySet[Api]:
     """Visible APIs matching every word of ``query`` (in name, description or a tag) and
     carrying every tag in ``tags``. Each API comes with ``developer_versions`` prefetched.
@@ -127,7 +129,7 @@ def gateway_base_url(version: ApiVersion, gateway_url: str) -> str:
     return gateway_url.rstrip("/") + (version.base_path or "/v1")
 
 
-def try_it_document(version: ApiVersion, gateway_url: str) -> dict:
+def try_it_document(version: ApiVersion, gateway_url: str) -> dict[str, Any]:
     """The version's OpenAPI document as the docs serve it: its server is the gateway (plus
     the version's base path) and every operation asks for the developer's key, so the
     try-it console calls the real gateway with that key. Raises NotFound without a document."""
@@ -147,7 +149,9 @@ def try_it_document(version: ApiVersion, gateway_url: str) -> dict:
         document.update(host=parts.netloc, basePath=parts.path or "/", schemes=[parts.scheme])
         document.setdefault("securityDefinitions", {})[KEY_SCHEME] = scheme
     else:
-        document["servers"] = [{"url": base_url}]
+        # A prompt API's generated document names the whole base path as its one path
+        # (llm/prompt_openapi.py), so its server is the gateway's root.
+        document["servers"] = [{"url": gateway_url.rstrip("/") if version.api.is_prompt else base_url}]
         _drop_inner_servers(document)
         if not isinstance(document.get("components"), dict):
             document["components"] = {}
@@ -162,7 +166,7 @@ def try_it_document(version: ApiVersion, gateway_url: str) -> dict:
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
-def _drop_inner_servers(document: dict) -> None:
+def _drop_inner_servers(document: dict[str, Any]) -> None:
     """Remove the ``servers`` a path or an operation may declare (OpenAPI 3): they override
     the document's, and the try-it console would send the developer's key straight to the
     upstream (or anywhere the author wrote). Without them every call goes to the gateway."""

@@ -1,5 +1,7 @@
 """Emails to people about decisions that concern them. Sent after commit, never fatal."""
 
+from __future__ import annotations
+
 import logging
 
 from django.conf import settings
@@ -7,12 +9,12 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 
-from portal.models import Invitation, Membership, Role, Subscription
+from portal.models import Invitation, Membership, Role, Subscription, Tenant
 
 log = logging.getLogger(__name__)
 
 
-def owners_emails(tenant) -> list[str]:
+def owners_emails(tenant: Tenant) -> list[str]:
     return sorted(
         {
             m.user.email
@@ -41,7 +43,7 @@ def notify_subscription_decision(subscription: Subscription) -> None:
         lines.append(f"Reason: {subscription.reason}")
     body = "\n\n".join(lines)
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, sorted(recipients))
         except Exception:  # a broken mail server must not undo or fail an admin decision
@@ -86,7 +88,7 @@ def notify_subscription_request(subscription: Subscription) -> int:
         f"POST /api/v1/subscriptions/{subscription.pk}/approve/ or /reject/ (with a reason), or the admin site."
     )
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
         except Exception:  # a broken mail server must not fail the developer's request
@@ -96,7 +98,7 @@ def notify_subscription_request(subscription: Subscription) -> int:
     return len(recipients)
 
 
-def notify_tenant_owners(tenant, subject: str, body: str) -> int:
+def notify_tenant_owners(tenant: Tenant | None, subject: str, body: str) -> int:
     """E-mail every owner of ``tenant`` once the current transaction commits (a failure is
     logged, never raised). Returns how many addresses it goes to; callers check their own
     PORTICO_NOTIFY_... setting first."""
@@ -104,11 +106,11 @@ def notify_tenant_owners(tenant, subject: str, body: str) -> int:
     if not recipients:
         return 0
 
-    def send():
+    def send() -> None:
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
         except Exception:  # a broken mail server must not fail the caller's work
-            log.exception("could not send %r to the owners of tenant %s", subject, tenant.pk)
+            log.exception("could not send %r to the owners of tenant %s", subject, tenant.pk if tenant else None)
 
     transaction.on_commit(send)
     return len(recipients)
@@ -116,8 +118,10 @@ def notify_tenant_owners(tenant, subject: str, body: str) -> int:
 
 def send_invitation(invitation: Invitation, token: str) -> bool:
     """E-mail the invitation's link (the only place its token ever goes). Called once the
-    invitation is committed; returns whether the mail server took the message, so the
-    caller can withdraw an invitation nobody could ever accept. A failure is logged."""
+    invitation is committed (``tenants.invite_member`` commits it in a durable transaction
+    first: the same moment ``on_commit`` would send it), but synchronously, because the
+    caller needs the answer: it withdraws an invitation nobody could ever accept. Returns
+    whether the mail server took the message; a failure is logged, never raised."""
     link = settings.PORTICO_PORTAL_URL.rstrip("/") + reverse("accept_invitation", args=[token])
     inviter = invitation.invited_by.username if invitation.invited_by else "Portico"
     team = " ".join(invitation.tenant.name.split())  # a name is one header line, whatever was typed

@@ -26,12 +26,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
 
-from portal.models import Api, ApiVersion, Plan, Role, Subscription, SubscriptionState, Tenant
+from portal.models import Api, ApiVersion, AuditAction, Plan, Role, Subscription, SubscriptionState, Tenant
 from portal.models.catalog import ApiKind, UpstreamTarget
 from portal.services import audit
+from portal.services.access import Actor, person, staff_may
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
-from portal.services.ownership import is_staff, require_api_manager, require_team_manager
+from portal.services.ownership import require_api_manager, require_team_manager
 
 MAX_OPENAPI_BYTES = 1024 * 1024
 MAX_TARGETS = 16
@@ -39,12 +40,8 @@ MAX_TIMEOUT_MS = 300_000
 MAX_CACHE_TTL_SECONDS = 7 * 86400
 
 
-class ProviderAction(models.TextChoices):
-    API_CREATED = "api.created"
-    VERSION_CREATED = "version.created"
-    VERSION_UPDATED = "version.updated"
-    PLAN_CREATED = "plan.created"
-    PLAN_UPDATED = "plan.updated"
+# The provider's changes are recorded under these shared actions (kept as a name for callers).
+ProviderAction = AuditAction
 
 
 @dataclass(frozen=True)
@@ -76,27 +73,28 @@ PLAN_FIELDS = (
 # --- reading -------------------------------------------------------------------------------
 
 
-def managed_tenants(actor: Any) -> QuerySet[Tenant]:
+def managed_tenants(actor: Actor) -> QuerySet[Tenant]:
     """The teams whose APIs ``actor`` runs (owner or admin)."""
-    if not getattr(actor, "is_authenticated", False):
+    user = person(actor)
+    if user is None:
         return Tenant.objects.none()
-    return Tenant.objects.filter(memberships__user=actor, memberships__role__in=[Role.OWNER, Role.ADMIN]).distinct()
+    return Tenant.objects.filter(memberships__user=user, memberships__role__in=[Role.OWNER, Role.ADMIN]).distinct()
 
 
-def managed_apis(actor: Any) -> QuerySet[Api]:
+def managed_apis(actor: Actor) -> QuerySet[Api]:
     """The APIs of the teams ``actor`` runs (for staff too: only their teams' here; the
     Django admin shows everything)."""
     return Api.objects.filter(owner__in=managed_tenants(actor)).select_related("owner")
 
 
-def managed_api(actor: Any, slug: str) -> Api:
+def managed_api(actor: Actor, slug: str) -> Api:
     api = managed_apis(actor).filter(slug=slug).first()
     if api is None:
         raise NotFound("No such API among your team's APIs.")
     return api
 
 
-def subscription_requests(actor: Any) -> QuerySet[Subscription]:
+def subscription_requests(actor: Actor) -> QuerySet[Subscription]:
     """Subscriptions to the APIs ``actor`` runs, pending ones first."""
     return (
         Subscription.objects.filter(api__in=managed_apis(actor))
@@ -251,18 +249,24 @@ def check_upstream_url(url: str) -> None:
             )
 
 
-def _clean_targets(targets: list[TargetSpec], actor: Any) -> list[TargetSpec]:
+def _clean_targets(targets: list[TargetSpec], actor: Actor) -> list[TargetSpec]:
     if len(targets) > MAX_TARGETS:
         raise InvalidInput(f"A version has at most {MAX_TARGETS} upstream targets.")
     for target in targets:
         probe = UpstreamTarget(url=target.url, weight=target.weight, enabled=target.enabled)
         _full_clean(probe, exclude=["version"])
-        if not is_staff(actor):  # staff are trusted with internal upstreams (demo, tests, on-prem)
+        if not _trusted_with_internal_upstreams(actor):
             check_upstream_url(target.url)
     return targets
 
 
-def _create_target(version: ApiVersion, target: TargetSpec, actor: Any) -> UpstreamTarget:
+def _trusted_with_internal_upstreams(actor: Actor) -> bool:
+    # Staff who may change targets are trusted with internal upstreams (demo, tests, on-prem),
+    # at save time and, through requires_public_address, at the gateway's connect time alike.
+    return staff_may(actor, "portal.change_upstreamtarget")
+
+
+def _create_target(version: ApiVersion, target: TargetSpec, actor: Actor) -> UpstreamTarget:
     # A team's target keeps its save-time rule at connect time too: the gateway checks the
     # address it resolved on every new connection (a name can be repointed after saving).
     return UpstreamTarget.objects.create(
@@ -270,7 +274,7 @@ def _create_target(version: ApiVersion, target: TargetSpec, actor: Any) -> Upstr
         url=target.url,
         weight=target.weight,
         enabled=target.enabled,
-        requires_public_address=not is_staff(actor),
+        requires_public_address=not _trusted_with_internal_upstreams(actor),
     )
 
 
@@ -288,7 +292,7 @@ def _check_policy(fields: dict[str, Any]) -> None:
 def create_api(
     tenant: Tenant,
     *,
-    actor: Any,
+    actor: Actor,
     slug: str,
     name: str,
     description: str = "",
@@ -297,7 +301,7 @@ def create_api(
     """A new REST API owned by ``tenant`` (AI APIs stay with staff: their routes are staff's)."""
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        require_team_manager(actor, tenant)
+        require_team_manager(actor, tenant, permission="portal.add_api")
         api = Api(
             owner=tenant,
             slug=slug,
@@ -312,7 +316,7 @@ def create_api(
                 api.save()
         except IntegrityError as error:
             raise InvalidInput(f"An API with the slug {slug!r} exists; choose another.") from error
-        audit.record(actor, ProviderAction.API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
+        audit.record(actor, AuditAction.API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
         # A new API has no published version yet: nothing routable changed, no config signal.
     return api
 
@@ -320,7 +324,7 @@ def create_api(
 def create_version(
     api: Api,
     *,
-    actor: Any,
+    actor: Actor,
     version: str,
     base_path: str,
     targets: list[TargetSpec],
@@ -333,7 +337,7 @@ def create_version(
         raise InvalidInput(f"Unknown version settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         api = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
-        require_api_manager(actor, api)
+        require_api_manager(actor, api, permission="portal.add_apiversion")
         if api.kind != ApiKind.REST:
             raise InvalidInput("Versions of AI APIs are managed by Portico administrators.")
         _check_policy(policy)
@@ -352,7 +356,7 @@ def create_version(
             _create_target(row, target, actor)
         audit.record(
             actor,
-            ProviderAction.VERSION_CREATED,
+            AuditAction.VERSION_CREATED,
             row,
             tenant=api.owner,
             base_path=row.base_path,
@@ -365,7 +369,7 @@ def create_version(
 def update_version(
     version: ApiVersion,
     *,
-    actor: Any,
+    actor: Actor,
     targets: list[TargetSpec] | None = None,
     openapi: dict[str, Any] | None = None,
     base_path: str | None = None,
@@ -378,9 +382,13 @@ def update_version(
         raise InvalidInput(f"Unknown version settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         row = ApiVersion.objects.select_for_update().select_related("api", "api__owner").get(pk=version.pk)
-        require_api_manager(actor, row.api)
+        require_api_manager(actor, row.api, permission="portal.change_apiversion")
         if row.state == "retired":
             raise InvalidInput("A retired version cannot change.")
+        if row.api.kind == ApiKind.PROMPT and (targets is not None or openapi is not None):
+            # Its document is generated from its schemas when it is published
+            # (llm/prompt_openapi.py), and its calls go to a model route, not to upstreams.
+            raise InvalidInput("A prompt API's version has no upstream targets and its document is generated.")
         _check_policy(policy)
         changed: list[str] = []
         for name, value in policy.items():
@@ -409,19 +417,19 @@ def update_version(
             for target in targets:
                 _create_target(row, target, actor)
             changed.append("targets")
-        audit.record(actor, ProviderAction.VERSION_UPDATED, row, tenant=row.api.owner, changed=changed)
+        audit.record(actor, AuditAction.VERSION_UPDATED, row, tenant=row.api.owner, changed=changed)
         if row.state != "draft":
             publish_config_change(f"version {row.pk} updated")
     return row
 
 
-def create_plan(api: Api, *, actor: Any, name: str, **fields: Any) -> Plan:
+def create_plan(api: Api, *, actor: Actor, name: str, **fields: Any) -> Plan:
     unknown = set(fields) - set(PLAN_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         api = Api.objects.select_for_update().select_related("owner").get(pk=api.pk)
-        require_api_manager(actor, api)
+        require_api_manager(actor, api, permission="portal.add_plan")
         plan = Plan(api=api, name=name.strip(), **fields)
         _full_clean(plan)
         try:
@@ -429,12 +437,12 @@ def create_plan(api: Api, *, actor: Any, name: str, **fields: Any) -> Plan:
                 plan.save()
         except IntegrityError as error:
             raise InvalidInput(f"{api.name} has a plan named {name!r}.") from error
-        audit.record(actor, ProviderAction.PLAN_CREATED, plan, tenant=api.owner, **_plan_details(plan))
+        audit.record(actor, AuditAction.PLAN_CREATED, plan, tenant=api.owner, **_plan_details(plan))
         publish_config_change(f"plan {plan.pk} created")
     return plan
 
 
-def update_plan(plan: Plan, *, actor: Any, **fields: Any) -> Plan:
+def update_plan(plan: Plan, *, actor: Actor, **fields: Any) -> Plan:
     """Change a plan's limits (the gateway enforces the new ones at once) or close it to new
     subscriptions (``is_active=False``)."""
     unknown = set(fields) - set(PLAN_FIELDS) - {"name"}
@@ -442,7 +450,7 @@ def update_plan(plan: Plan, *, actor: Any, **fields: Any) -> Plan:
         raise InvalidInput(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
         row = Plan.objects.select_for_update().select_related("api", "api__owner").get(pk=plan.pk)
-        require_api_manager(actor, row.api)
+        require_api_manager(actor, row.api, permission="portal.change_plan")
         for name, value in fields.items():
             setattr(row, name, value.strip() if name == "name" else value)
         _full_clean(row)
@@ -451,7 +459,7 @@ def update_plan(plan: Plan, *, actor: Any, **fields: Any) -> Plan:
                 row.save()
         except IntegrityError as error:
             raise InvalidInput(f"{row.api.name} has a plan with that name.") from error
-        audit.record(actor, ProviderAction.PLAN_UPDATED, row, tenant=row.api.owner, **_plan_details(row))
+        audit.record(actor, AuditAction.PLAN_UPDATED, row, tenant=row.api.owner, **_plan_details(row))
         publish_config_change(f"plan {row.pk} updated")
     return row
 

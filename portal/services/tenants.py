@@ -1,4 +1,9 @@
-"""Tenants and their members."""
+"""Tenants and their members.
+
+Every change: one transaction, the team's row (and its memberships) locked before anything
+is decided, an audit event; the invitation e-mail goes once the invitation is committed."""
+
+from __future__ import annotations
 
 import hashlib
 import secrets
@@ -10,9 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from portal.models import Invitation, Membership, Role, Tenant
+from portal.models import AuditAction, Invitation, Membership, Role, Tenant
 from portal.services import audit, notifications
-from portal.services.access import require_role
+from portal.services.access import Actor, person, require_person, require_role
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied, ServiceError
 
 
@@ -25,11 +30,13 @@ def unique_tenant_slug(name: str) -> str:
     return slug
 
 
-def create_tenant(name: str, owner, *, is_personal: bool = False) -> Tenant:
-    with transaction.atomic():
-        tenant = Tenant.objects.create(name=name, slug=unique_tenant_slug(name), is_personal=is_personal)
-        Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
-        audit.record(owner, "tenant.created", tenant, tenant=tenant)
+@transaction.atomic
+def create_tenant(name: str, *, actor: Actor, is_personal: bool = False) -> Tenant:
+    """A new team, owned by ``actor``."""
+    owner = require_person(actor)
+    tenant = Tenant.objects.create(name=name, slug=unique_tenant_slug(name), is_personal=is_personal)
+    Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+    audit.record(actor, AuditAction.TENANT_CREATED, tenant, tenant=tenant)
     return tenant
 
 
@@ -65,34 +72,40 @@ def checked_email(value: str) -> str:
     return email
 
 
-def invite_member(tenant: Tenant, email: str, role: str, actor) -> tuple[Invitation, str]:
+def invite_member(tenant: Tenant, email: str, role: str, *, actor: Actor) -> tuple[Invitation, str]:
     """Invite someone by email. Returns the invitation and its token (for the link, once).
 
-    The invitation is committed, then its e-mail sent. If the mail server refuses, the
-    invitation is withdrawn (deleted, audited) and InvitationNotSent raised: its token lives
-    only in that e-mail, so an unsent invitation could never be accepted."""
-    require_role(actor, tenant, Role.ADMIN)
-    if role not in Role.values:
-        raise InvalidInput(f"Unknown role {role!r}; use one of: {', '.join(Role.values)}.")
-    if role == Role.OWNER and not require_role(actor, tenant, Role.VIEWER).has_role(Role.OWNER):
-        raise PermissionDenied("Only an owner can invite another owner.")
-    email = checked_email(email)
-    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
-        raise InvalidInput(f"{email} is already a member of {tenant.name}.")
+    The invitation is committed, then its e-mail sent. If the mail server
+    refuses, the invitation is withdrawn (deleted, audited) and InvitationNotSent raised: its
+    token lives only in that e-mail, so an unsent invitation could never be accepted."""
     token = secrets.token_urlsafe(32)
-    with transaction.atomic(durable=True):  # committed before the e-mail goes
+    # Durable: the invitation is committed at the end of this block, not in some caller's
+    # transaction, before the e-mail goes.
+    with transaction.atomic(durable=True):
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises the team's membership changes
+        mine = require_role(actor, tenant, Role.ADMIN)
+        if role not in Role.values:
+            raise InvalidInput(f"Unknown role {role!r}; use one of: {', '.join(Role.values)}.")
+        if role == Role.OWNER and not mine.has_role(Role.OWNER):
+            raise PermissionDenied("Only an owner can invite another owner.")
+        email = checked_email(email)
+        if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+            raise InvalidInput(f"{email} is already a member of {tenant.name}.")
         invitation = Invitation.objects.create(
             tenant=tenant,
             email=email,
             role=role,
             token_hash=_token_hash(token),
-            invited_by=actor,
+            invited_by=person(actor),
             expires_at=timezone.now() + INVITATION_LIFETIME,
         )
-        audit.record(actor, "member.invited", invitation, tenant=tenant, email=email, role=role)
+        audit.record(actor, AuditAction.MEMBER_INVITED, invitation, tenant=tenant, email=email, role=role)
+    # Committed now: the e-mail goes (its token must never be mailed for a rolled-back row).
     if not notifications.send_invitation(invitation, token):
         with transaction.atomic():
-            audit.record(actor, "member.invitation_withdrawn", invitation, tenant=tenant, email=email, reason="unsent")
+            audit.record(
+                actor, AuditAction.MEMBER_INVITATION_WITHDRAWN, invitation, tenant=tenant, email=email, reason="unsent"
+            )
             invitation.delete()
         raise InvitationNotSent(
             f"The invitation to {email} could not be sent (the mail server did not answer); nothing was saved. "
@@ -101,49 +114,71 @@ def invite_member(tenant: Tenant, email: str, role: str, actor) -> tuple[Invitat
     return invitation, token
 
 
-def accept_invitation(token: str, user) -> Membership:
-    invitation = Invitation.objects.filter(token_hash=_token_hash(token)).select_related("tenant").first()
+@transaction.atomic
+def accept_invitation(token: str, *, actor: Actor) -> Membership:
+    invitation = (
+        Invitation.objects.select_for_update().filter(token_hash=_token_hash(token)).select_related("tenant").first()
+    )
     if invitation is None or invitation.accepted_at or invitation.expires_at <= timezone.now():
         raise NotFound("This invitation is not valid any more; ask for a new one.")
+    user = require_person(actor)
     if invitation.email.lower() != (user.email or "").lower():
         raise PermissionDenied(f"This invitation is for {invitation.email}; log in with that account.")
-    with transaction.atomic():
-        membership, _ = Membership.objects.get_or_create(
-            user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
-        )
-        invitation.accepted_at = timezone.now()
-        invitation.accepted_by = user
-        invitation.save(update_fields=["accepted_at", "accepted_by"])
-        audit.record(user, "member.joined", membership, tenant=invitation.tenant, role=membership.role)
+    Tenant.objects.select_for_update().get(pk=invitation.tenant_id)
+    membership, _ = Membership.objects.get_or_create(
+        user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
+    )
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit.record(actor, AuditAction.MEMBER_JOINED, membership, tenant=invitation.tenant, role=membership.role)
     return membership
 
 
-def change_role(membership: Membership, role: str, actor) -> Membership:
-    require_role(actor, membership.tenant, Role.ADMIN)
+def _lock_team(membership: Membership) -> tuple[Tenant, Membership]:
+    """Lock the team's row, then its memberships, and re-read ``membership`` under the lock.
+
+    Every change to a team's members takes the team's row first, so two of them (two owners
+    demoting each other) run one after the other and the second sees the first's result:
+    the owner check below is decided on rows nobody else can change meanwhile."""
+    tenant = Tenant.objects.select_for_update().get(pk=membership.tenant_id)
+    rows = {m.pk: m for m in Membership.objects.select_for_update().filter(tenant=tenant).select_related("user")}
+    row = rows.get(membership.pk)
+    if row is None:
+        raise NotFound("No such member.")
+    return tenant, row
+
+
+@transaction.atomic
+def change_role(membership: Membership, role: str, *, actor: Actor) -> Membership:
+    tenant, row = _lock_team(membership)
+    mine = require_role(actor, tenant, Role.ADMIN)
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.")
-    actor_is_owner = require_role(actor, membership.tenant, Role.VIEWER).has_role(Role.OWNER)
-    if Role.OWNER in (role, membership.role) and not actor_is_owner:
+    if Role.OWNER in (role, row.role) and not mine.has_role(Role.OWNER):
         raise PermissionDenied("Only an owner can make or unmake owners.")
-    _keep_an_owner(membership, new_role=role)
-    previous = membership.role
-    membership.role = role
-    membership.save(update_fields=["role"])
-    audit.record(actor, "member.role_changed", membership, tenant=membership.tenant, role=role, previous=previous)
-    return membership
+    _keep_an_owner(row, new_role=role)
+    previous = row.role
+    row.role = role
+    row.save(update_fields=["role"])
+    audit.record(actor, AuditAction.MEMBER_ROLE_CHANGED, row, tenant=tenant, role=role, previous=previous)
+    return row
 
 
-def remove_member(membership: Membership, actor) -> None:
-    if membership.user_id != getattr(actor, "pk", None):  # anyone may leave; removing others needs admin
-        require_role(actor, membership.tenant, Role.ADMIN)
-        if membership.role == Role.OWNER and not require_role(actor, membership.tenant).has_role(Role.OWNER):
+@transaction.atomic
+def remove_member(membership: Membership, *, actor: Actor) -> None:
+    tenant, row = _lock_team(membership)
+    if row.user_id != getattr(actor, "pk", None):  # anyone may leave; removing others needs admin
+        mine = require_role(actor, tenant, Role.ADMIN)
+        if row.role == Role.OWNER and not mine.has_role(Role.OWNER):
             raise PermissionDenied("Only an owner can remove an owner.")
-    _keep_an_owner(membership, new_role=None)
-    audit.record(actor, "member.removed", membership, tenant=membership.tenant, user=membership.user.username)
-    membership.delete()
+    _keep_an_owner(row, new_role=None)
+    audit.record(actor, AuditAction.MEMBER_REMOVED, row, tenant=tenant, user=row.user.get_username())
+    row.delete()
 
 
-def _keep_an_owner(membership: Membership, new_role) -> None:
-    other_owners = Membership.objects.filter(tenant=membership.tenant, role=Role.OWNER).exclude(pk=membership.pk)
+def _keep_an_owner(membership: Membership, new_role: str | None) -> None:
+    """Called with the team's memberships locked (``_lock_team``)."""
+    other_owners = Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER).exclude(pk=membership.pk)
     if membership.role == Role.OWNER and new_role != Role.OWNER and not other_owners.exists():
         raise IllegalTransition("A team keeps at least one owner; make someone else owner first.")

@@ -4,15 +4,21 @@ Stored like API keys: the prefix in clear, a SHA-256 of the whole token; compare
 constant time; the secret is returned once.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import secrets
 import string
+from datetime import datetime
 
+from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 
-from portal.models import PersonalAccessToken
+from portal.models import AuditAction, PersonalAccessToken
 from portal.services import audit
+from portal.services.access import Actor, require_person
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 
 HEAD = "pat_"
@@ -23,7 +29,12 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_access_token(user, name: str, expires_at=None) -> tuple[PersonalAccessToken, str]:
+@transaction.atomic
+def create_access_token(
+    *, actor: Actor, name: str, expires_at: datetime | None = None
+) -> tuple[PersonalAccessToken, str]:
+    """A token for ``actor`` (always their own). Returns it and its secret, shown once."""
+    user = require_person(actor)
     if not name.strip():
         raise InvalidInput("A token needs a name, so you can tell your tokens apart.")
     if len(name.strip()) > 80:
@@ -35,23 +46,25 @@ def create_access_token(user, name: str, expires_at=None) -> tuple[PersonalAcces
     token = PersonalAccessToken.objects.create(
         user=user, name=name.strip(), prefix=prefix, secret_hash=_hash(secret), expires_at=expires_at
     )
-    audit.record(user, "token.created", token, prefix=prefix)
+    audit.record(actor, AuditAction.TOKEN_CREATED, token, prefix=prefix)
     return token, secret
 
 
-def revoke_access_token(token: PersonalAccessToken, actor) -> PersonalAccessToken:
+@transaction.atomic
+def revoke_access_token(token: PersonalAccessToken, *, actor: Actor) -> PersonalAccessToken:
     """A person revokes one of their own tokens; someone else's is not found."""
-    if token.user_id != getattr(actor, "pk", None):
+    row = PersonalAccessToken.objects.select_for_update().filter(pk=token.pk).first()
+    if row is None or row.user_id != getattr(actor, "pk", None):
         raise NotFound("No such access token.")
-    if token.revoked_at:
+    if row.revoked_at:
         raise IllegalTransition("This access token is already revoked.")
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit.record(actor, "token.revoked", token, prefix=token.prefix)
-    return token
+    row.revoked_at = timezone.now()
+    row.save(update_fields=["revoked_at"])
+    audit.record(actor, AuditAction.TOKEN_REVOKED, row, prefix=row.prefix)
+    return row
 
 
-def user_for_token(presented: str):
+def user_for_token(presented: str) -> User | None:
     """The active user a presented token belongs to, or None."""
     prefix, dot, _rest = presented.partition(".")
     if not dot or not prefix.startswith(HEAD):

@@ -25,7 +25,7 @@ def signup(request):
         # An account waiting for approval cannot log in: Django refuses inactive users.
         user.is_active = not settings.PORTICO_SIGNUP_REQUIRES_APPROVAL
         user.save()
-        create_tenant(f"{user.username}'s team", user, is_personal=True)
+        create_tenant(f"{user.username}'s team", actor=user, is_personal=True)
         if not user.is_active:
             return render(request, "portal/accounts/pending.html", {"email": user.email})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

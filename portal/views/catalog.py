@@ -7,13 +7,14 @@ invisible API or version (draft, retired, another tenant's private API) is a pla
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import render
 
 from portal.models import Subscription, VersionState
 from portal.services import catalog as catalog_service
 from portal.services.errors import NotFound
 from portal.views.context import current_tenant
+from portal.views.service_errors import service_errors
 
 MAX_QUERY_LENGTH = 200
 MAX_TAGS = 20  # each selected tag is one more subquery: a URL with thousands is not a search
@@ -54,23 +55,10 @@ def _tag_filters(tags, query, selected):
     return filters
 
 
-def _api_or_404(request, slug):
-    try:
-        return catalog_service.visible_api(current_tenant(request), slug)
-    except NotFound as error:
-        raise Http404(error.message) from error
-
-
-def _version_or_404(api, version):
-    try:
-        return catalog_service.visible_version(api, version)
-    except NotFound as error:
-        raise Http404(error.message) from error
-
-
+@service_errors()  # NotFound: a 404
 def api_detail(request, slug):
     tenant = current_tenant(request)
-    api = _api_or_404(request, slug)
+    api = catalog_service.visible_api(tenant, slug)
     versions = list(catalog_service.visible_versions(api))
     plans = [(plan, catalog_service.plan_limits(plan)) for plan in catalog_service.active_plans(api)]
     my_subscriptions = (
@@ -91,9 +79,10 @@ def api_detail(request, slug):
     )
 
 
+@service_errors()  # NotFound: a 404
 def api_docs(request, slug, version):
-    api = _api_or_404(request, slug)
-    version = _version_or_404(api, version)
+    api = catalog_service.visible_api(current_tenant(request), slug)
+    version = catalog_service.visible_version(api, version)
     other_versions = [v for v in catalog_service.visible_versions(api) if v.pk != version.pk]
     newest = next((v for v in other_versions if v.state == VersionState.PUBLISHED), None)
     keys = catalog_service.keys_for_try_it(current_tenant(request), api)

@@ -1,7 +1,8 @@
 """The developer console: a tenant's applications, subscriptions and API keys.
 
 Every lookup is scoped to the current tenant first, so another tenant's objects are 404.
-Rules (roles, legal moves) are the services'; ServiceErrors become messages, never 500s.
+Rules (roles, legal moves) are the services'; their refusals become 404s, messages or form
+errors through ``service_errors`` and ``form_errors``, never 500s.
 """
 
 from django.contrib import messages
@@ -16,8 +17,9 @@ from portal.models import ApiKey, Application, Role
 from portal.services import applications as applications_service
 from portal.services import keys, subscriptions
 from portal.services.catalog import visible_apis
-from portal.services.errors import InvalidInput, NotFound, ServiceError
+from portal.services.errors import InvalidInput
 from portal.views.context import current_membership, current_tenant
+from portal.views.service_errors import form_errors, service_errors
 
 
 def _visible_api(request, slug):
@@ -41,19 +43,15 @@ def _application(request, pk) -> Application:
 
 
 @login_required
+@service_errors("applications")
 def applications(request):
     membership = _membership(request)
     apps = Application.objects.filter(tenant=membership.tenant).prefetch_related("subscriptions", "keys")
     form = ApplicationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            app = applications_service.create_application(membership.tenant, request.user, **form.cleaned_data)
-        except InvalidInput as error:
-            form.add_error("name", error.message)
-        except ServiceError as error:
-            messages.error(request, error.message)
-            return redirect("applications")
-        else:
+        with form_errors(form, "name", catch=InvalidInput) as outcome:
+            app = applications_service.create_application(membership.tenant, actor=request.user, **form.cleaned_data)
+        if outcome.ok:
             messages.success(request, f"Application {app.name} created.")
             return redirect("application_detail", pk=app.pk)
     return render(request, "portal/console/applications.html", {"applications": apps, "form": form})
@@ -79,35 +77,30 @@ def application_detail(request, pk):
 
 @login_required
 @require_POST
+@service_errors("application_detail", "pk")
 def application_edit(request, pk):
     app = _application(request, pk)
     form = ApplicationForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
         return redirect("application_detail", pk=pk)
-    try:
-        applications_service.update_application(app, request.user, **form.cleaned_data)
-    except ServiceError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"Application {app.name} saved.")
+    app = applications_service.update_application(app, actor=request.user, **form.cleaned_data)
+    messages.success(request, f"Application {app.name} saved.")
     return redirect("application_detail", pk=pk)
 
 
 @login_required
 @require_POST
+@service_errors("application_detail", "pk")
 def application_delete(request, pk):
     app = _application(request, pk)
-    try:
-        applications_service.delete_application(app, request.user)
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("application_detail", pk=pk)
+    applications_service.delete_application(app, actor=request.user)
     messages.success(request, f"Application {app.name} deleted; its keys no longer work.")
     return redirect("applications")
 
 
 @login_required
+@service_errors()
 def subscribe(request, slug):
     api = _visible_api(request, slug)
     membership = _membership(request)
@@ -118,13 +111,11 @@ def subscribe(request, slug):
         initial={"application": request.GET.get("application")},
     )
     if request.method == "POST" and form.is_valid():
-        try:
+        with form_errors(form) as outcome:
             sub, created = subscriptions.request_subscription(
-                form.cleaned_data["application"], api, form.cleaned_data["plan"], request.user
+                form.cleaned_data["application"], api, form.cleaned_data["plan"], actor=request.user
             )
-        except ServiceError as error:
-            messages.error(request, error.message)
-        else:
+        if outcome.ok:
             if not created:
                 messages.info(request, f"{sub.application} already has a {sub.state} subscription to {api.name}.")
             elif sub.state == "approved":
@@ -149,44 +140,34 @@ def _show_secret(request, app, key, secret, verb):
 @login_required
 @require_POST
 @ratelimits.limited(ratelimits.KEY_CREATION)
+@service_errors("application_detail", "pk")
 def key_create(request, pk):
     app = _application(request, pk)
     form = KeyForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
         return redirect("application_detail", pk=pk)
-    try:
-        key, secret = keys.create_api_key(
-            app, request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
-        )
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("application_detail", pk=pk)
+    key, secret = keys.create_api_key(
+        app, actor=request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
+    )
     return _show_secret(request, app, key, secret, "created")
 
 
 @login_required
 @require_POST
 @ratelimits.limited(ratelimits.KEY_ROTATION)
+@service_errors("application_detail", "pk")
 def key_rotate(request, pk, key_pk):
     key = _key(request, pk, key_pk)
-    try:
-        new, secret = keys.rotate_api_key(key, request.user)
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("application_detail", pk=pk)
+    new, secret = keys.rotate_api_key(key, actor=request.user)
     return _show_secret(request, key.application, new, secret, "rotated")
 
 
 @login_required
 @require_POST
+@service_errors("application_detail", "pk")
 def key_revoke(request, pk, key_pk):
     key = _key(request, pk, key_pk)
-    try:
-        keys.revoke_api_key(key, request.user)
-        messages.success(request, f"Key {key.prefix}… is revoked; the gateway refuses it within a second.")
-    except NotFound as error:
-        raise Http404(error.message) from error
-    except ServiceError as error:
-        messages.error(request, error.message)
+    keys.revoke_api_key(key, actor=request.user)
+    messages.success(request, f"Key {key.prefix}… is revoked; the gateway refuses it within a second.")
     return redirect("application_detail", pk=pk)

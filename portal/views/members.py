@@ -10,8 +10,9 @@ from portal import ratelimits
 from portal.forms import InvitationForm
 from portal.models import Invitation, Membership, Role
 from portal.services import tenants
-from portal.services.errors import InvalidInput, NotFound, ServiceError
+from portal.services.errors import InvalidInput
 from portal.views.context import SESSION_KEY, current_membership
+from portal.views.service_errors import form_errors, service_errors
 
 
 def _membership_or_404(request) -> Membership:
@@ -22,6 +23,7 @@ def _membership_or_404(request) -> Membership:
 
 
 @login_required
+@service_errors("members")
 def members(request):
     mine = _membership_or_404(request)
     form = InvitationForm(request.POST or None)
@@ -32,16 +34,14 @@ def members(request):
             form.add_error(None, "Too many invitations for now; try again later.")
             status = 429
         else:
-            try:
+            # Bad input is an error on the address; any other refusal (a mail server down, too
+            # small a role) a message above the page (service_errors).
+            with form_errors(form, "email", catch=InvalidInput) as outcome:
                 invitation, _token = tenants.invite_member(
-                    mine.tenant, form.cleaned_data["email"], form.cleaned_data["role"], request.user
+                    mine.tenant, form.cleaned_data["email"], form.cleaned_data["role"], actor=request.user
                 )
-            except InvalidInput as error:
-                form.add_error("email", error.message)
+            if not outcome.ok:
                 status = 400
-            except ServiceError as error:
-                messages.error(request, error.message)
-                return redirect("members")
             else:
                 for limit in limits:
                     limit.count(request)
@@ -66,31 +66,24 @@ def members(request):
 
 @login_required
 @require_POST
+@service_errors("members")
 def member_update(request, pk):
     tenant = _membership_or_404(request).tenant
     target = get_object_or_404(Membership, pk=pk, tenant=tenant)
-    try:
-        if request.POST.get("action") == "remove":
-            tenants.remove_member(target, request.user)
-            messages.success(request, f"{target.user.username} left {tenant.name}.")
-        else:
-            tenants.change_role(target, request.POST.get("role", ""), request.user)
-            messages.success(request, f"{target.user.username} is now {target.get_role_display().lower()}.")
-    except ServiceError as error:
-        messages.error(request, error.message)
+    if request.POST.get("action") == "remove":
+        tenants.remove_member(target, actor=request.user)
+        messages.success(request, f"{target.user.username} left {tenant.name}.")
+    else:
+        changed = tenants.change_role(target, request.POST.get("role", ""), actor=request.user)
+        messages.success(request, f"{changed.user.username} is now {changed.get_role_display().lower()}.")
     return redirect("members")
 
 
 @login_required
+@service_errors("catalog")
 def accept_invitation(request, token):
     if request.method == "POST":
-        try:
-            membership = tenants.accept_invitation(token, request.user)
-        except NotFound as error:
-            raise Http404(error.message) from error
-        except ServiceError as error:
-            messages.error(request, error.message)
-            return redirect("catalog")
+        membership = tenants.accept_invitation(token, actor=request.user)
         request.session[SESSION_KEY] = membership.tenant_id
         messages.success(request, f"Welcome to {membership.tenant.name}.")
         return redirect("applications")

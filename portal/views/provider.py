@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from portal.forms import DecisionForm, DeprecateForm, PlanForm, ProviderApiForm, VersionForm, VersionUpdateForm
 from portal.models import Api, ApiVersion, Subscription, SubscriptionState
 from portal.services import lifecycle, provider, subscriptions
-from portal.services.errors import NotFound, ServiceError
+from portal.views.service_errors import form_errors, service_errors
 
 
 def _errors(form: Any) -> str:
@@ -27,10 +27,7 @@ def _errors(form: Any) -> str:
 
 
 def _api(request: HttpRequest, slug: str) -> Api:
-    try:
-        return provider.managed_api(request.user, slug)
-    except NotFound as error:
-        raise Http404(error.message) from error
+    return provider.managed_api(request.user, slug)  # NotFound: a 404 (service_errors)
 
 
 def _version(api: Api, pk: int) -> ApiVersion:
@@ -41,12 +38,13 @@ def _version(api: Api, pk: int) -> ApiVersion:
 
 
 @login_required
+@service_errors()
 def apis(request: HttpRequest) -> HttpResponse:
     tenants = provider.managed_tenants(request.user)
     form = ProviderApiForm(request.POST or None, tenants=tenants)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form) as outcome:
             api = provider.create_api(
                 data["tenant"],
                 actor=request.user,
@@ -55,9 +53,7 @@ def apis(request: HttpRequest) -> HttpResponse:
                 description=data["description"],
                 visibility=data["visibility"],
             )
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"{api.name} created. Add a version and a plan, then publish it.")
             return redirect("provider_api", slug=api.slug)
     pending = provider.subscription_requests(request.user).filter(state=SubscriptionState.PENDING).count()
@@ -68,17 +64,21 @@ def apis(request: HttpRequest) -> HttpResponse:
             "apis": provider.managed_apis(request.user).prefetch_related("versions", "plans"),
             "form": form,
             "can_create": tenants.exists(),
+            "can_create_prompt": tenants.exists(),
             "pending_count": pending,
         },
     )
 
 
-def _api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
+def api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
+    from portal.views import prompts  # prompt APIs' versions are made by their own form
+
+    default_version_form = prompts.version_form(api) if api.is_prompt else VersionForm()
     context = {
         "api": api,
-        "versions": api.versions.prefetch_related("targets").order_by("-created_at"),
+        "versions": api.versions.prefetch_related("targets").select_related("prompt__route").order_by("-created_at"),
         "plans": api.plans.all(),
-        "version_form": forms.get("version_form") or VersionForm(),
+        "version_form": forms.get("version_form") or default_version_form,
         "plan_form": forms.get("plan_form") or PlanForm(),
         "deprecate_form": DeprecateForm(),
     }
@@ -87,18 +87,24 @@ def _api_page(request: HttpRequest, api: Api, **forms: Any) -> HttpResponse:
 
 
 @login_required
+@service_errors()
 def api_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return _api_page(request, _api(request, slug))
+    return api_page(request, _api(request, slug))
 
 
 @login_required
 @require_POST
+@service_errors()
 def version_create(request: HttpRequest, slug: str) -> HttpResponse:
     api = _api(request, slug)
+    if api.is_prompt:
+        from portal.views import prompts
+
+        return prompts.version_create(request, slug)
     form = VersionForm(request.POST, request.FILES)
     if form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form) as outcome:
             version = provider.create_version(
                 api,
                 actor=request.user,
@@ -108,19 +114,20 @@ def version_create(request: HttpRequest, slug: str) -> HttpResponse:
                 openapi=data["openapi"],
                 **form.policy(),
             )
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"Version {version.version} created as a draft.")
             return redirect("provider_api", slug=api.slug)
-    return _api_page(request, api, version_form=form)
+    return api_page(request, api, version_form=form)
 
 
 @login_required
+@service_errors()
 def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Change a version's upstream targets, policy or OpenAPI document."""
     api = _api(request, slug)
     version = _version(api, pk)
+    if api.is_prompt:
+        return redirect("provider_prompt", slug=api.slug, pk=version.pk)
     initial = {
         "targets": "\n".join(f"{t.url} {t.weight}" for t in version.targets.all()),
         **{name: getattr(version, name) for name in ("connect_timeout_ms", "read_timeout_ms", "total_timeout_ms")},
@@ -131,7 +138,7 @@ def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            try:
+            with form_errors(form) as outcome:
                 provider.update_version(
                     version,
                     actor=request.user,
@@ -139,9 +146,7 @@ def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
                     openapi=form.cleaned_data["openapi"],
                     **form.policy(),
                 )
-            except ServiceError as error:
-                form.add_error(None, error.message)
-            else:
+            if outcome.ok:
                 messages.success(request, f"Version {version.version} saved.")
                 return redirect("provider_api", slug=api.slug)
         status = 400
@@ -152,6 +157,7 @@ def version_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@service_errors()
 def plan_create(request: HttpRequest, slug: str) -> HttpResponse:
     api = _api(request, slug)
     form = PlanForm(request.POST)
@@ -159,40 +165,38 @@ def plan_create(request: HttpRequest, slug: str) -> HttpResponse:
     form.instance.api = api
     if form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form) as outcome:
             plan = provider.create_plan(api, actor=request.user, **data)
-        except ServiceError as error:
-            form.add_error(None, error.message)
-        else:
+        if outcome.ok:
             messages.success(request, f"Plan {plan.name} created.")
             return redirect("provider_api", slug=api.slug)
-    return _api_page(request, api, plan_form=form)
+    return api_page(request, api, plan_form=form)
 
 
 @login_required
 @require_POST
+@service_errors("provider_api", "slug")
 def version_move(request: HttpRequest, slug: str, pk: int, move: str) -> HttpResponse:
     api = _api(request, slug)
     version = _version(api, pk)
-    try:
-        if move == "publish":
-            lifecycle.publish_version(version, request.user)
-        elif move == "deprecate":
-            form = DeprecateForm(request.POST)
-            if not form.is_valid():
-                messages.error(request, _errors(form))
-                return redirect("provider_api", slug=api.slug)
-            lifecycle.deprecate_version(
-                version, request.user, sunset_at=form.cleaned_data["sunset_at"], reason=form.cleaned_data["reason"]
-            )
-        elif move == "retire":
-            lifecycle.retire_version(version, request.user, reason=request.POST.get("reason", "")[:500])
-        else:
-            raise Http404("No such move.")
-    except ServiceError as error:
-        messages.error(request, error.message)
+    if move == "publish":
+        lifecycle.publish_version(version, actor=request.user)
+    elif move == "deprecate":
+        form = DeprecateForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _errors(form))
+            return redirect("provider_api", slug=api.slug)
+        lifecycle.deprecate_version(
+            version,
+            actor=request.user,
+            sunset_at=form.cleaned_data["sunset_at"],
+            reason=form.cleaned_data["reason"],
+        )
+    elif move == "retire":
+        lifecycle.retire_version(version, actor=request.user, reason=request.POST.get("reason", "")[:500])
     else:
-        messages.success(request, f"Version {version.version}: {move} done.")
+        raise Http404("No such move.")
+    messages.success(request, f"Version {version.version}: {move} done.")
     return redirect("provider_api", slug=api.slug)
 
 
@@ -207,6 +211,7 @@ def requests(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@service_errors("provider_requests")
 def decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     subscription = provider.subscription_requests(request.user).filter(pk=pk).first()
     if subscription is None:
@@ -216,17 +221,13 @@ def decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
         messages.error(request, _errors(form))
         return redirect("provider_requests")
     reason = form.cleaned_data["reason"]
-    try:
-        if decision == "approve":
-            decided: Subscription = subscriptions.approve_subscription(subscription, request.user, reason=reason)
-        elif decision == "reject":
-            decided = subscriptions.reject_subscription(subscription, request.user, reason=reason)
-        else:
-            raise Http404("No such decision.")
-    except ServiceError as error:
-        messages.error(request, error.message)
+    if decision == "approve":
+        decided: Subscription = subscriptions.approve_subscription(subscription, actor=request.user, reason=reason)
+    elif decision == "reject":
+        decided = subscriptions.reject_subscription(subscription, actor=request.user, reason=reason)
     else:
-        messages.success(
-            request, f"{decided.application.name} on {decided.api.name}: {decided.get_state_display().lower()}."
-        )
+        raise Http404("No such decision.")
+    messages.success(
+        request, f"{decided.application.name} on {decided.api.name}: {decided.get_state_display().lower()}."
+    )
     return redirect("provider_requests")

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from portal import ratelimits
 from portal.models import PersonalAccessToken
 from portal.services import tokens
-from portal.services.errors import ServiceError
+from portal.views.service_errors import form_errors, service_errors
 
 EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("", "Never")]
 
@@ -25,16 +25,17 @@ class TokenForm(forms.Form):
 
 @login_required
 @ratelimits.limited(ratelimits.TOKEN_CREATION, method="POST")
+@service_errors("access_tokens")
 def token_list(request):
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in"]
         expires_at = timezone.now() + timedelta(days=int(days)) if days else None
-        try:
-            token, secret = tokens.create_access_token(request.user, form.cleaned_data["name"], expires_at=expires_at)
-        except ServiceError as error:
-            form.add_error("name", error.message)
-        else:
+        with form_errors(form, "name") as outcome:
+            token, secret = tokens.create_access_token(
+                actor=request.user, name=form.cleaned_data["name"], expires_at=expires_at
+            )
+        if outcome.ok:
             # The one and only time the token is shown: the page is not cached anywhere.
             response = render(request, "portal/tokens/secret.html", {"token": token, "secret": secret})
             response["Cache-Control"] = "no-store"
@@ -45,12 +46,9 @@ def token_list(request):
 
 @login_required
 @require_POST
+@service_errors("access_tokens")
 def token_revoke(request, pk):
     token = get_object_or_404(PersonalAccessToken, pk=pk, user=request.user)
-    try:
-        tokens.revoke_access_token(token, request.user)
-    except ServiceError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"Token {token.name} ({token.prefix}…) revoked; it no longer works.")
+    tokens.revoke_access_token(token, actor=request.user)
+    messages.success(request, f"Token {token.name} ({token.prefix}…) revoked; it no longer works.")
     return redirect("access_tokens")

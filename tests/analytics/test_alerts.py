@@ -506,7 +506,7 @@ def test_a_request_awaiting_approval_mails_the_apis_team_and_staff_once(
     bob, app, api, gold_plan, staff, publisher_team, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        subscription, created = request_subscription(app, api, gold_plan, bob)
+        subscription, created = request_subscription(app, api, gold_plan, actor=bob)
     assert created and subscription.state == "pending"
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
@@ -515,7 +515,7 @@ def test_a_request_awaiting_approval_mails_the_apis_team_and_staff_once(
     assert "Gold plan" in message.body and f"/subscriptions/{subscription.pk}/approve/" in message.body
 
     with django_capture_on_commit_callbacks(execute=True):  # asking again is the same request
-        assert request_subscription(app, api, gold_plan, bob) == (subscription, False)
+        assert request_subscription(app, api, gold_plan, actor=bob) == (subscription, False)
     assert len(mail.outbox) == 1
 
 
@@ -523,7 +523,7 @@ def test_an_auto_approved_request_mails_nobody(
     bob, app, api, free_plan, staff, publisher_team, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        subscription, _ = request_subscription(app, api, free_plan, bob)
+        subscription, _ = request_subscription(app, api, free_plan, actor=bob)
     assert subscription.state == "approved"
     assert mail.outbox == []
 
@@ -533,7 +533,7 @@ def test_request_mails_can_be_turned_off(
 ):
     settings.PORTICO_NOTIFY_SUBSCRIPTION_REQUESTS = False
     with django_capture_on_commit_callbacks(execute=True):
-        request_subscription(app, api, gold_plan, bob)
+        request_subscription(app, api, gold_plan, actor=bob)
     assert mail.outbox == []
     assert Subscription.objects.filter(state="pending").count() == 1
 

@@ -10,7 +10,7 @@ from tests.browser.conftest import browser, new_page, screenshot  # noqa: F401
 
 
 def client_for(user) -> APIClient:
-    _token, secret = create_access_token(user, "tests")
+    _token, secret = create_access_token(actor=user, name="tests")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
     return client

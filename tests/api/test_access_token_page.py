@@ -45,7 +45,7 @@ def test_a_token_needs_a_name(alice):
 
 
 def test_revoking_from_the_page_stops_the_token(alice):
-    token, secret = create_access_token(alice, "old")
+    token, secret = create_access_token(actor=alice, name="old")
     response = signed_in(alice).post(f"/account/tokens/{token.pk}/revoke/", follow=True)
     assert "revoked" in response.content.decode()
     api = APIClient()
@@ -54,7 +54,7 @@ def test_revoking_from_the_page_stops_the_token(alice):
 
 
 def test_another_persons_token_is_404_on_the_page(alice, bob):
-    theirs, _secret = create_access_token(bob, "bob's")
+    theirs, _secret = create_access_token(actor=bob, name="bob's")
     assert signed_in(alice).post(f"/account/tokens/{theirs.pk}/revoke/").status_code == 404
     assert "bob&#x27;s" not in signed_in(alice).get("/account/tokens/").content.decode()
     assert PersonalAccessToken.objects.get(pk=theirs.pk).revoked_at is None

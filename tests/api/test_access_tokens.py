@@ -33,13 +33,13 @@ def test_a_malformed_or_unknown_token_is_401(header):
 
 
 def test_token_and_bearer_keywords_both_authenticate(alice, acme):
-    _token, secret = create_access_token(alice, "cli")
+    _token, secret = create_access_token(actor=alice, name="cli")
     for keyword in ("Token", "Bearer", "bearer"):
         assert with_header(f"{keyword} {secret}").get("/api/v1/applications/").status_code == 200
 
 
 def test_a_token_with_a_wrong_secret_but_a_real_prefix_is_401(alice):
-    token, secret = create_access_token(alice, "cli")
+    token, secret = create_access_token(actor=alice, name="cli")
     forged = f"{token.prefix}.{'A' * 43}"
     assert forged != secret
     assert_error(with_header(f"Token {forged}").get("/api/v1/tokens/"), 401, "not_authenticated")
@@ -48,7 +48,7 @@ def test_a_token_with_a_wrong_secret_but_a_real_prefix_is_401(alice):
 def test_only_the_prefix_and_a_sha256_of_the_token_are_stored(alice):
     import hashlib
 
-    token, secret = create_access_token(alice, "cli")
+    token, secret = create_access_token(actor=alice, name="cli")
     stored = PersonalAccessToken.objects.get(pk=token.pk)
     assert secret.startswith(stored.prefix + ".") and stored.prefix.startswith("pat_")
     assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
@@ -56,22 +56,22 @@ def test_only_the_prefix_and_a_sha256_of_the_token_are_stored(alice):
 
 
 def test_revoked_expired_or_inactive_owner_tokens_are_401(alice, bob):
-    token, secret = create_access_token(alice, "cli")
-    revoke_access_token(token, alice)
+    token, secret = create_access_token(actor=alice, name="cli")
+    revoke_access_token(token, actor=alice)
     assert_error(with_header(f"Token {secret}").get("/api/v1/tokens/"), 401, "not_authenticated")
 
-    token, secret = create_access_token(alice, "short", expires_at=timezone.now() + timedelta(minutes=1))
+    token, secret = create_access_token(actor=alice, name="short", expires_at=timezone.now() + timedelta(minutes=1))
     PersonalAccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert_error(with_header(f"Token {secret}").get("/api/v1/tokens/"), 401, "not_authenticated")
 
-    _token, secret = create_access_token(bob, "cli")
+    _token, secret = create_access_token(actor=bob, name="cli")
     bob.is_active = False
     bob.save()
     assert_error(with_header(f"Token {secret}").get("/api/v1/tokens/"), 401, "not_authenticated")
 
 
 def test_using_a_token_records_when_it_was_last_used(alice):
-    token, secret = create_access_token(alice, "cli")
+    token, secret = create_access_token(actor=alice, name="cli")
     assert token.last_used_at is None
     with_header(f"Token {secret}").get("/api/v1/tokens/")
     assert PersonalAccessToken.objects.get(pk=token.pk).last_used_at is not None
@@ -130,7 +130,7 @@ def test_a_token_needs_a_name_and_a_future_expiry(alice):
 
 
 def test_another_persons_tokens_are_invisible(alice, bob):
-    theirs, _secret = create_access_token(bob, "bob's laptop")
+    theirs, _secret = create_access_token(actor=bob, name="bob's laptop")
     client = client_for(alice)
     assert [t["name"] for t in client.get("/api/v1/tokens/").json()["results"]] == ["tests"]
     assert_error(client.get(f"/api/v1/tokens/{theirs.pk}/"), 404, "not_found")

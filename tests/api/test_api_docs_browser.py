@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_swagger_ui_loads_locally_and_calls_the_api_with_a_token(live_server, new_page, screenshot, alice, acme, api):
-    _token, secret = create_access_token(alice, "docs")
+    _token, secret = create_access_token(actor=alice, name="docs")
     page = new_page()
     hosts = set()
     page.on("request", lambda request: hosts.add(urlsplit(request.url).hostname))

@@ -21,7 +21,7 @@ def test_a_developer_creates_an_application_in_their_only_team(bob, acme):
 
 
 def test_someone_in_several_teams_must_say_which(bob, acme):
-    personal = create_tenant("Bob's team", bob, is_personal=True)
+    personal = create_tenant("Bob's team", actor=bob, is_personal=True)
     client = client_for(bob)
     error = assert_error(client.post("/api/v1/applications/", {"name": "CLI"}, format="json"), 400, "invalid_input")
     assert "acme" in error["message"] and personal.slug in error["message"]
@@ -77,7 +77,7 @@ def test_an_admin_not_owner_may_delete(bob, app, acme):
 
 
 def test_an_applications_keys_are_listed_by_prefix_without_secrets(bob, app):
-    key, _secret = keys.create_api_key(app, bob, name="laptop")
+    key, _secret = keys.create_api_key(app, actor=bob, name="laptop")
     listed = client_for(bob).get(f"/api/v1/applications/{app.pk}/keys/").json()["results"]
     assert [(k["prefix"], k["name"], k["state"]) for k in listed] == [(key.prefix, "laptop", "active")]
     assert "secret" not in listed[0] and "secret_hash" not in listed[0]

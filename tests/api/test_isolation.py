@@ -39,8 +39,8 @@ def label(case) -> str:
 
 @pytest.fixture
 def acme_things(app, bob, api, free_plan, gold_plan):
-    key, _secret = keys.create_api_key(app, bob, name="prod")
-    sub, _created = subscriptions.request_subscription(app, api, free_plan, bob)
+    key, _secret = keys.create_api_key(app, actor=bob, name="prod")
+    sub, _created = subscriptions.request_subscription(app, api, free_plan, actor=bob)
     return {"app": app.pk, "key": key.pk, "sub": sub.pk, "gold": gold_plan.pk}
 
 

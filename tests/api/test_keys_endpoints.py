@@ -42,7 +42,7 @@ def test_an_expiry_in_the_past_or_a_long_name_is_refused(bob, app):
 
 def test_keys_list_filters_by_application(bob, app, acme):
     other = client_for(bob).post("/api/v1/applications/", {"name": "Other"}, format="json").json()
-    mine, _ = keys.create_api_key(app, bob)
+    mine, _ = keys.create_api_key(app, actor=bob)
     client = client_for(bob)
     client.post(f"/api/v1/applications/{other['id']}/keys/", {}, format="json")
     assert [k["prefix"] for k in client.get("/api/v1/keys/", {"application": app.pk}).json()["results"]] == [
@@ -53,7 +53,7 @@ def test_keys_list_filters_by_application(bob, app, acme):
 
 
 def test_rotation_returns_a_new_secret_and_keeps_the_old_one_for_the_grace_period(bob, app):
-    old, old_secret = keys.create_api_key(app, bob)
+    old, old_secret = keys.create_api_key(app, actor=bob)
     rotated = client_for(bob).post(f"/api/v1/keys/{old.pk}/rotate/", {"grace_seconds": 600}, format="json")
     assert rotated.status_code == 201, rotated.content
     new = rotated.json()
@@ -66,21 +66,21 @@ def test_rotation_returns_a_new_secret_and_keeps_the_old_one_for_the_grace_perio
 
 def test_rotation_without_a_grace_period_uses_the_setting(bob, app, settings):
     settings.PORTICO_KEY_ROTATION_GRACE_SECONDS = 3600
-    old, _ = keys.create_api_key(app, bob)
+    old, _ = keys.create_api_key(app, actor=bob)
     assert client_for(bob).post(f"/api/v1/keys/{old.pk}/rotate/").status_code == 201
     old.refresh_from_db()
     assert timezone.now() + timedelta(minutes=59) < old.expires_at <= timezone.now() + timedelta(hours=1)
 
 
 def test_a_negative_grace_period_is_a_clear_400(bob, app):
-    old, _ = keys.create_api_key(app, bob)
+    old, _ = keys.create_api_key(app, actor=bob)
     response = client_for(bob).post(f"/api/v1/keys/{old.pk}/rotate/", {"grace_seconds": -1}, format="json")
     assert "grace_seconds" in assert_error(response, 400, "invalid_input")["fields"]
     assert ApiKey.objects.count() == 1
 
 
 def test_revoking_stops_a_key_at_once_and_twice_is_a_conflict(bob, app):
-    key, _ = keys.create_api_key(app, bob)
+    key, _ = keys.create_api_key(app, actor=bob)
     revoked = client_for(bob).post(f"/api/v1/keys/{key.pk}/revoke/")
     assert revoked.json()["state"] == "revoked" and parse_datetime(revoked.json()["revoked_at"])
     assert not ApiKey.objects.get(pk=key.pk).is_usable()

@@ -51,7 +51,7 @@ def test_an_owner_runs_an_api_end_to_end(alice, acme, globex_app, charlie, loopb
     assert published.status_code == 200 and published.json()["state"] == VersionState.PUBLISHED
 
     api = Api.objects.get(slug="acme-maps")
-    sub, _ = subscriptions.request_subscription(globex_app, api, api.plans.get(), charlie)
+    sub, _ = subscriptions.request_subscription(globex_app, api, api.plans.get(), actor=charlie)
     listed = client.get("/api/v1/provider/subscriptions/?state=pending").json()
     assert [s["id"] for s in listed["results"]] == [sub.pk]
     assert_error(client.post(f"/api/v1/provider/subscriptions/{sub.pk}/reject/", {}), 400, "invalid_input")

@@ -82,8 +82,8 @@ def world(
     subscription to the Weather API; the LLM side has a provider with a key, a model, a
     route on an AI API and a budget."""
     settings.PORTICO_UPSTREAM_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # Alice's targets are on loopback
-    api_key, _secret = keys.create_api_key(app, bob, name="prod")
-    consumer_sub, _ = subscriptions.request_subscription(app, api, free_plan, bob)
+    api_key, _secret = keys.create_api_key(app, actor=bob, name="prod")
+    consumer_sub, _ = subscriptions.request_subscription(app, api, free_plan, actor=bob)
 
     maps = provider.create_api(acme, actor=alice, slug="acme-maps", name="Acme Maps")
     target = provider.TargetSpec("http://127.0.0.1:9")
@@ -91,10 +91,10 @@ def world(
     published = provider.create_version(
         maps, actor=alice, version="v1", base_path="/acme-maps/v1", targets=[target], openapi=reference
     )
-    lifecycle.publish_version(published, alice)
+    lifecycle.publish_version(published, actor=alice)
     draft = provider.create_version(maps, actor=alice, version="v2", base_path="/acme-maps/v2", targets=[target])
     maps_gold = provider.create_plan(maps, actor=alice, name="Gold", requests_per_minute=60, requires_approval=True)
-    pending, _ = subscriptions.request_subscription(globex_app, maps, maps_gold, charlie)
+    pending, _ = subscriptions.request_subscription(globex_app, maps, maps_gold, actor=charlie)
     assert isinstance(pending, Subscription)
 
     ai_api = llm_factories.ai_api(api.owner, staff)
@@ -105,7 +105,7 @@ def world(
     budget = llm_services.create_budget(actor=staff, subject=app, requests_per_minute=60)
 
     def for_person(person) -> Known:
-        token, _ = create_access_token(person, "a token to find")
+        token, _ = create_access_token(actor=person, name="a token to find")
         return Known(
             paths={
                 "/api/v1/apis/": {"slug": "acme-maps", "version": "v1"},
@@ -190,7 +190,7 @@ def test_generated_requests_get_only_documented_answers(request, who, live_serve
     operations.sort(key=lambda operation: {"get": 0, "delete": 2}.get(operation.method.lower(), 1))
     for operation in operations:
         # A fresh token per operation: the token endpoints may well revoke the one in use.
-        headers = {"Authorization": f"Token {create_access_token(person, 'schemathesis')[1]}"}
+        headers = {"Authorization": f"Token {create_access_token(actor=person, name='schemathesis')[1]}"}
         exercise(operation, live_server.url, headers, known, failures)
     paths = {operation.path for operation in operations}
     assert {"/api/v1/provider/apis/{slug}/versions/", "/api/v1/llm/routes/{id}/"} <= paths, "the schema lost a part"

@@ -15,11 +15,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def pending(app, bob, api, gold_plan):
-    return subscriptions.request_subscription(app, api, gold_plan, bob)[0]
+    return subscriptions.request_subscription(app, api, gold_plan, actor=bob)[0]
 
 
 def test_staff_sees_every_tenants_pending_requests_with_scope_all(staff, pending, globex_app, charlie, api, gold_plan):
-    subscriptions.request_subscription(globex_app, api, gold_plan, charlie)
+    subscriptions.request_subscription(globex_app, api, gold_plan, actor=charlie)
     admin = client_for(staff)
     assert admin.get("/api/v1/subscriptions/").json()["results"] == []  # staff belongs to no team
     listed = admin.get("/api/v1/subscriptions/", {"scope": "all", "state": "pending"}).json()["results"]
@@ -54,7 +54,7 @@ def test_a_rejection_needs_a_reason_and_a_decided_request_cannot_be_decided_agai
 
 
 def test_staff_reads_and_cancels_any_teams_subscription(staff, app, bob, api, free_plan):
-    sub, _ = subscriptions.request_subscription(app, api, free_plan, bob)
+    sub, _ = subscriptions.request_subscription(app, api, free_plan, actor=bob)
     admin = client_for(staff)
     assert admin.get(f"/api/v1/subscriptions/{sub.pk}/").json()["state"] == "approved"
     cancelled = admin.post(f"/api/v1/subscriptions/{sub.pk}/cancel/", {"reason": "Abuse"}).json()

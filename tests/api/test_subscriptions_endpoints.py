@@ -35,8 +35,8 @@ def test_a_plan_needing_approval_waits_as_pending_and_stays_one_request(bob, app
 
 
 def test_a_rejection_reason_is_shown_to_the_developer(bob, app, gold_plan, staff, api):
-    pending, _ = subscriptions.request_subscription(app, api, gold_plan, bob)
-    subscriptions.reject_subscription(pending, staff, "Gold is for paying customers.")
+    pending, _ = subscriptions.request_subscription(app, api, gold_plan, actor=bob)
+    subscriptions.reject_subscription(pending, actor=staff, reason="Gold is for paying customers.")
     shown = client_for(bob).get(f"/api/v1/subscriptions/{pending.pk}/").json()
     assert (shown["state"], shown["reason"]) == ("rejected", "Gold is for paying customers.")
 
@@ -72,7 +72,7 @@ def test_an_inactive_plan_is_refused_with_the_reason(bob, app, free_plan):
 
 
 def test_a_team_admin_cancels_an_approved_subscription_a_developer_cannot(bob, alice, app, free_plan, api):
-    sub, _ = subscriptions.request_subscription(app, api, free_plan, bob)
+    sub, _ = subscriptions.request_subscription(app, api, free_plan, actor=bob)
     assert_error(client_for(bob).post(f"/api/v1/subscriptions/{sub.pk}/cancel/"), 403, "permission_denied")
     cancelled = client_for(alice).post(
         f"/api/v1/subscriptions/{sub.pk}/cancel/", {"reason": "Moving off"}, format="json"

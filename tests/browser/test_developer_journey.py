@@ -44,7 +44,7 @@ def weather_catalog(upstream_a, staff):
     weather.tags.add(Tag.objects.create(name="forecast"), Tag.objects.create(name="geo"))
     version = ApiVersion.objects.create(api=weather, version="v1", base_path="/weather/v1", openapi=ECHO_DOCUMENT)
     UpstreamTarget.objects.create(version=version, url=upstream_a)
-    lifecycle.publish_version(version, staff)
+    lifecycle.publish_version(version, actor=staff)
     Plan.objects.create(api=weather, name="Free", requests_per_minute=60)
     Plan.objects.create(
         api=weather, name="Partner", requests_per_second=50, daily_quota=100_000, requires_approval=True
@@ -52,7 +52,7 @@ def weather_catalog(upstream_a, staff):
     payments = Api.objects.create(slug="payments", name="Payments", owner=publisher, description="Card charges.")
     other = ApiVersion.objects.create(api=payments, version="v1", base_path="/payments/v1")
     UpstreamTarget.objects.create(version=other, url=upstream_a)
-    lifecycle.publish_version(other, staff)
+    lifecycle.publish_version(other, actor=staff)
     return weather
 
 

@@ -187,7 +187,7 @@ def configure(gateway):
     ) -> Config:
         user_model = get_user_model()
         staff = user_model.objects.filter(username="gw-staff").first() or user_model.objects.create_user(
-            "gw-staff", is_staff=True
+            "gw-staff", is_staff=True, is_superuser=True
         )
         slug = _unique("api")
         owner = user_model.objects.create_user(_unique("owner"))
@@ -200,12 +200,12 @@ def configure(gateway):
         for target in targets:
             url, weight = target if isinstance(target, tuple) else (target, 100)
             UpstreamTarget.objects.create(version=version, url=url, weight=weight)
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
         plan_obj = Plan.objects.create(api=api, name="Plan", **(plan or {}))
         application = Application.objects.create(tenant=tenant, name="App")
         if subscribe:
-            subscriptions.request_subscription(application, api, plan_obj, owner)
-        key, secret = keys.create_api_key(application, owner)
+            subscriptions.request_subscription(application, api, plan_obj, actor=owner)
+        key, secret = keys.create_api_key(application, actor=owner)
         gateway.wait_for_config()
         return Config(api, version, plan_obj, application, secret, key.prefix, owner, f"/{slug}")
 

@@ -51,7 +51,7 @@ def test_expired_key_is_rejected_with_401_even_after_being_used(gateway, configu
     config = configure([upstream_a])
     _use(gateway, config)
     ApiKey.objects.filter(prefix=config.key_prefix).update(expires_at=timezone.now() - timedelta(seconds=1))
-    keys.create_api_key(config.application, config.owner)  # any change bumps the config version
+    keys.create_api_key(config.application, actor=config.owner)  # any change bumps the config version
     gateway.wait_for_config()
     response = gateway.get(f"{config.base_path}/echo", config.key)
     assert response.status_code == 401 and error_code(response) == "expired_api_key"
@@ -60,7 +60,7 @@ def test_expired_key_is_rejected_with_401_even_after_being_used(gateway, configu
 def test_a_key_in_use_stops_working_the_moment_it_expires(gateway, configure, upstream_a):
     config = configure([upstream_a])
     ApiKey.objects.filter(prefix=config.key_prefix).update(expires_at=timezone.now() + timedelta(seconds=2))
-    keys.create_api_key(config.application, config.owner)  # publishes the expiry
+    keys.create_api_key(config.application, actor=config.owner)  # publishes the expiry
     gateway.wait_for_config()
     _use(gateway, config)
     time.sleep(2.1)  # no configuration change in between: the expiry alone must refuse it
@@ -71,7 +71,7 @@ def test_a_key_in_use_stops_working_the_moment_it_expires(gateway, configure, up
 def test_revoked_key_is_rejected_with_401_even_after_being_used(gateway, configure, upstream_a):
     config = configure([upstream_a])
     _use(gateway, config)
-    keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), config.owner)
+    keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), actor=config.owner)
     gateway.wait_for_config()
     response = gateway.get(f"{config.base_path}/echo", config.key)
     assert response.status_code == 401 and error_code(response) == "revoked_api_key"
@@ -97,7 +97,7 @@ def test_unknown_route_is_404_json(gateway, configure, upstream_a):
 
 def test_retired_version_answers_410(gateway, configure, upstream_a, staff):
     config = configure([upstream_a])
-    lifecycle.retire_version(config.version, staff)
+    lifecycle.retire_version(config.version, actor=staff)
     gateway.wait_for_config()
     response = gateway.get(f"{config.base_path}/echo", config.key)
     assert response.status_code == 410 and error_code(response) == "version_retired"
@@ -106,7 +106,7 @@ def test_retired_version_answers_410(gateway, configure, upstream_a, staff):
 def test_deprecated_version_is_served_with_deprecation_sunset_and_link(gateway, configure, upstream_a, staff):
     config = configure([upstream_a])
     sunset = timezone.now().replace(microsecond=0) + timedelta(days=30)
-    lifecycle.deprecate_version(config.version, staff, sunset_at=sunset)
+    lifecycle.deprecate_version(config.version, actor=staff, sunset_at=sunset)
     gateway.wait_for_config()
     response = gateway.get(f"{config.base_path}/echo", config.key)
     assert response.status_code == 200
@@ -146,7 +146,7 @@ def test_forwarding_headers_and_request_id(gateway, configure, upstream_a):
 def test_config_change_is_enforced_by_every_worker_within_one_second(gateway, configure, upstream_a):
     config = configure([upstream_a])
     _use(gateway, config)
-    keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), config.owner)
+    keys.revoke_api_key(ApiKey.objects.get(prefix=config.key_prefix), actor=config.owner)
     revoked_at = time.monotonic()
     new_version = current_config_version()
     # Both workers report, on fresh connections (spread by the kernel), that they serve the change...

@@ -96,11 +96,11 @@ def add_version(config, staff, label: str, doc: dict[str, Any], upstream: str, s
     )
     UpstreamTarget.objects.create(version=version, url=upstream)
     if state != "draft":
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
     if state in ("deprecated", "retired"):
-        lifecycle.deprecate_version(version, staff)
+        lifecycle.deprecate_version(version, actor=staff)
     if state == "retired":
-        lifecycle.retire_version(version, staff)
+        lifecycle.retire_version(version, actor=staff)
     return version
 
 
@@ -115,7 +115,7 @@ def rpc(gateway, body: bytes, key: str | None, **headers: str) -> requests.Respo
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.filter(username="gw-staff").first() or django_user_model.objects.create_user(
-        "gw-staff", is_staff=True
+        "gw-staff", is_staff=True, is_superuser=True
     )
 
 

@@ -102,18 +102,18 @@ def publish_api_at(gateway, base_path: str, target: str) -> str:
     """A published API version at ``base_path`` with a subscribed application; its key."""
     suffix = f"{os.getpid()}-{secrets.token_hex(3)}"
     user_model = get_user_model()
-    staff = user_model.objects.create_user(f"ops-staff-{suffix}", is_staff=True)
+    staff = user_model.objects.create_user(f"ops-staff-{suffix}", is_staff=True, is_superuser=True)
     owner = user_model.objects.create_user(f"ops-owner-{suffix}")
     tenant = Tenant.objects.create(name=f"ops-{suffix}", slug=f"ops-{suffix}")
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
     api = Api.objects.create(slug=f"ops-{suffix}", name=f"ops-{suffix}", owner=tenant)
     version = ApiVersion.objects.create(api=api, version="v1", base_path=base_path)
     UpstreamTarget.objects.create(version=version, url=target)
-    lifecycle.publish_version(version, staff)
+    lifecycle.publish_version(version, actor=staff)
     plan = Plan.objects.create(api=api, name="Plan")
     application = Application.objects.create(tenant=tenant, name="App")
-    subscriptions.request_subscription(application, api, plan, owner)
-    _key, secret = keys.create_api_key(application, owner)
+    subscriptions.request_subscription(application, api, plan, actor=owner)
+    _key, secret = keys.create_api_key(application, actor=owner)
     gateway.wait_for_config()
     return secret
 

@@ -100,8 +100,8 @@ def test_cached_answers_are_not_shared_between_applications(gateway, configure, 
     config = configure([upstream_a], cache_ttl_seconds=60)
     gateway.get(f"{config.base_path}/cache?shared=1", config.key)
     other_app = Application.objects.create(tenant=config.application.tenant, name="Other")
-    subscriptions.request_subscription(other_app, config.api, config.plan, config.owner)
-    _key, other_secret = keys.create_api_key(other_app, config.owner)
+    subscriptions.request_subscription(other_app, config.api, config.plan, actor=config.owner)
+    _key, other_secret = keys.create_api_key(other_app, actor=config.owner)
     gateway.wait_for_config()
     assert gateway.get(f"{config.base_path}/cache?shared=1", other_secret).headers["X-Cache"] == "MISS"
 

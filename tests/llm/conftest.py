@@ -287,7 +287,7 @@ class AiRouteFactory:
         self._mock_reset = False
         user_model = get_user_model()
         self.staff = user_model.objects.filter(username="llm-staff").first() or user_model.objects.create_user(
-            "llm-staff", is_staff=True
+            "llm-staff", is_staff=True, is_superuser=True
         )
 
     def _target(self, spec: Target) -> BuiltTarget:
@@ -317,8 +317,8 @@ class AiRouteFactory:
             tenant = Tenant.objects.create(name=slug, slug=slug)
         Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
         application = Application.objects.create(tenant=tenant, name=unique("app"))
-        subscriptions.request_subscription(application, api, plan, owner)
-        api_key, secret = key_services.create_api_key(application, owner)
+        subscriptions.request_subscription(application, api, plan, actor=owner)
+        api_key, secret = key_services.create_api_key(application, actor=owner)
         return tenant, owner, application, api_key, secret
 
     def _budgets(self, budgets: Sequence[Budget], api_key: ApiKey, application: Application) -> list[BudgetRow]:
@@ -367,7 +367,7 @@ class AiRouteFactory:
         provider_tenant = Tenant.objects.create(name=slug, slug=slug)
         api = Api.objects.create(slug=slug, name=slug, owner=provider_tenant, kind=ApiKind.AI)
         version = ApiVersion.objects.create(api=api, version="v1", base_path=None)
-        lifecycle.publish_version(version, self.staff)
+        lifecycle.publish_version(version, actor=self.staff)
         plan_obj = Plan.objects.create(api=api, name="Plan", **(plan or {}))
         built, backups, route = self._route(api, list(targets) or [Target()], fallbacks, route_options)
         if subscribe:
@@ -377,7 +377,7 @@ class AiRouteFactory:
             tenant = Tenant.objects.create(name=unique("llm-tenant"), slug=unique("llm-tenant"))
             Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
             application = Application.objects.create(tenant=tenant, name=unique("app"))
-            api_key, secret = key_services.create_api_key(application, owner)
+            api_key, secret = key_services.create_api_key(application, actor=owner)
         rows = self._budgets(budgets, api_key, application)
         self.gateway.wait_for_config()
         return AiRoute(

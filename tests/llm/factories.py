@@ -15,7 +15,7 @@ def ai_api(owner, staff, *, slug: str = "llm", publish: bool = True) -> Api:
     api = Api.objects.create(slug=slug, name=slug.upper(), owner=owner, kind=ApiKind.AI)
     version = ApiVersion.objects.create(api=api, version="v1", base_path=None)
     if publish:
-        lifecycle.publish_version(version, staff)
+        lifecycle.publish_version(version, actor=staff)
     return api
 
 

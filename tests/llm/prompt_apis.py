@@ -80,7 +80,7 @@ def model_route(factory: AiRouteFactory, targets: Sequence[Target] = (), **optio
     owner = Tenant.objects.create(name=slug, slug=slug)
     api = Api.objects.create(slug=slug, name=slug, owner=owner, kind=ApiKind.AI)
     version = ApiVersion.objects.create(api=api, version="v1", base_path=None)
-    lifecycle.publish_version(version, factory.staff)
+    lifecycle.publish_version(version, actor=factory.staff)
     built, _backups, route = factory._route(api, list(targets) or [Target()], (), options)
     return ModelRouteBuilt(api, route, built)
 
@@ -133,8 +133,8 @@ def prompt_api(
     if state != VersionState.DRAFT:
         publish(version)
     if subscribe and state != VersionState.DRAFT:
-        subscriptions.request_subscription(application, api, plan_obj, user)
-    api_key, secret = key_services.create_api_key(application, user)
+        subscriptions.request_subscription(application, api, plan_obj, actor=user)
+    api_key, secret = key_services.create_api_key(application, actor=user)
     return PromptApiBuilt(
         api=api,
         version=version,

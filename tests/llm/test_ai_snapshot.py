@@ -148,7 +148,7 @@ def test_routes_take_their_state_from_the_apis_latest_non_draft_version(staff, p
     llm_api = f.ai_api(publisher, staff)
     f.route(staff, llm_api, "served", [mini])
     v1 = llm_api.versions.get()
-    lifecycle.deprecate_version(v1, staff, sunset_at=timezone.now() + timedelta(days=30))
+    lifecycle.deprecate_version(v1, actor=staff, sunset_at=timezone.now() + timedelta(days=30))
 
     config = build_ai_config()
     assert set(config.routes) == {"served"}  # an API with only drafts serves nothing
@@ -158,15 +158,15 @@ def test_routes_take_their_state_from_the_apis_latest_non_draft_version(staff, p
 
     v2 = ApiVersion.objects.create(api=llm_api, version="v2", base_path=None)
     assert build_ai_config().routes["served"].version_id == v1.pk  # a draft does not count
-    lifecycle.publish_version(v2, staff)
+    lifecycle.publish_version(v2, actor=staff)
     served = build_ai_config().routes["served"]
     assert (served.state, served.version_id, served.deprecation_headers) == ("published", v2.pk, ())
-    lifecycle.retire_version(v2, staff)
+    lifecycle.retire_version(v2, actor=staff)
     assert build_ai_config().routes["served"].state == "retired"
 
 
 def test_every_budget_becomes_a_policy_under_its_scope_and_id(staff, acme, app, alice):
-    key, _secret = api_keys.create_api_key(app, alice, name="k")
+    key, _secret = api_keys.create_api_key(app, actor=alice, name="k")
     monthly = services.create_budget(actor=staff, subject=acme, spend_limit_usd=Decimal("12.5"))
     daily = services.create_budget(actor=staff, subject=acme, spend_limit_usd=Decimal("1"), period="daily")
     per_app = services.create_budget(actor=staff, subject=app, tokens_per_minute=1000)

@@ -114,7 +114,7 @@ def test_a_jump_past_100_percent_sends_one_mail_and_marks_both_thresholds(
 def test_key_and_application_budgets_mail_the_owners_of_their_tenant(
     staff, app, alice, globex_app, sync_redis, django_capture_on_commit_callbacks
 ):
-    key, _secret = api_keys.create_api_key(app, alice, name="k")
+    key, _secret = api_keys.create_api_key(app, actor=alice, name="k")
     per_key = services.create_budget(actor=staff, subject=key, spend_limit_usd=Decimal("1"), period="daily")
     per_app = services.create_budget(actor=staff, subject=globex_app, spend_limit_usd=Decimal("1"), period="weekly")
     spend(per_key, "1", NOW)

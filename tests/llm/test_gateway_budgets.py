@@ -263,7 +263,7 @@ def test_a_call_that_fails_on_every_target_gives_its_reservation_back(ai_route, 
 
 def second_key(gateway, route):
     """Another API key of the route's application."""
-    _key, secret = key_services.create_api_key(route.application, route.owner)
+    _key, secret = key_services.create_api_key(route.application, actor=route.owner)
     gateway.wait_for_config()
     return secret
 

@@ -372,7 +372,7 @@ def test_a_body_over_the_llm_cap_is_refused_with_413(ai_route, mock_llm):
 
 def test_a_retired_route_answers_410_and_leaves_the_models_list(ai_route):
     route = ai_route()
-    lifecycle.retire_version(route.api.versions.get(), ai_route.staff)
+    lifecycle.retire_version(route.api.versions.get(), actor=ai_route.staff)
     ai_route.gateway.wait_for_config()
     with pytest.raises(openai.APIStatusError) as raised:
         route.openai().chat.completions.create(model=route.alias, messages=user("hi"))

@@ -236,13 +236,13 @@ def test_plan_limits_are_the_prompt_apis(ai_route, gateway):
 def test_deprecated_sends_headers_and_retired_is_410(ai_route, gateway):
     built = built_api(ai_route)
     sunset = timezone.now() + timedelta(days=30)
-    lifecycle.deprecate_version(built.version, ai_route.staff, sunset_at=sunset)
+    lifecycle.deprecate_version(built.version, actor=ai_route.staff, sunset_at=sunset)
     gateway.wait_for_config()
     response = post(gateway, built)
     assert response.status_code == 200
     assert response.headers["deprecation"].startswith("@") and response.headers["sunset"].endswith("GMT")
     assert 'rel="deprecation"' in response.headers["link"]
-    lifecycle.retire_version(built.version, ai_route.staff)
+    lifecycle.retire_version(built.version, actor=ai_route.staff)
     gateway.wait_for_config()
     response = post(gateway, built)
     assert response.status_code == 410 and response.json()["error"]["code"] == "version_retired"

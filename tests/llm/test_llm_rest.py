@@ -254,7 +254,7 @@ def test_a_non_json_body_is_a_400_not_a_500(admin):
 
 @pytest.fixture
 def budgets(staff, acme, app, alice, globex, globex_app):
-    key, _secret = api_keys.create_api_key(app, alice, name="k")
+    key, _secret = api_keys.create_api_key(app, actor=alice, name="k")
     return {
         "acme": services.create_budget(actor=staff, subject=acme, spend_limit_usd=Decimal("50")),
         "acme_app": services.create_budget(actor=staff, subject=app, tokens_per_minute=10_000),

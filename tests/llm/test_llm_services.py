@@ -309,7 +309,7 @@ def test_a_model_or_provider_still_routed_cannot_be_deleted(staff, llm_api, open
 
 
 def test_a_budgets_scope_follows_its_subject(staff, acme, app, alice):
-    key, _secret = keys.create_api_key(app, alice, name="k")
+    key, _secret = keys.create_api_key(app, actor=alice, name="k")
     by_tenant = services.create_budget(actor=staff, subject=acme, spend_limit_usd=Decimal("10"))
     by_app = services.create_budget(actor=staff, subject=app, tokens_per_minute=1000, period="daily")
     by_key = services.create_budget(actor=staff, subject=key, requests_per_minute=60, period="weekly")

@@ -46,11 +46,11 @@ def make_api(
 def move_to(version: ApiVersion, state: str, staff) -> ApiVersion:
     if state == "draft":
         return version
-    version = lifecycle.publish_version(version, staff)
+    version = lifecycle.publish_version(version, actor=staff)
     if state == "deprecated":
-        version = lifecycle.deprecate_version(version, staff, sunset_at=timezone.now() + timedelta(days=30))
+        version = lifecycle.deprecate_version(version, actor=staff, sunset_at=timezone.now() + timedelta(days=30))
     elif state == "retired":
-        version = lifecycle.retire_version(version, staff)
+        version = lifecycle.retire_version(version, actor=staff)
     return version
 
 

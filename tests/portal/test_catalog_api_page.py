@@ -76,7 +76,7 @@ def test_subscribe_actions_lead_to_the_console_subscribe_page(client, weather):
 
 def test_the_page_shows_the_current_tenants_subscriptions_only(client, weather, acme, alice, globex, charlie):
     app = Application.objects.create(tenant=acme, name="Acme Mobile")
-    subscriptions.request_subscription(app, weather, weather.plans.get(name="Gold"), alice)
+    subscriptions.request_subscription(app, weather, weather.plans.get(name="Gold"), actor=alice)
     client.force_login(alice)
     mine = page_of(client)
     assert "Your applications on Weather" in mine and "Acme Mobile" in mine and "Pending approval" in mine

@@ -54,7 +54,7 @@ def test_a_valid_address_is_stored_in_one_spelling(client, acme, alice, mailoutb
 @pytest.mark.parametrize("email", BAD_ADDRESSES)
 def test_the_service_refuses_a_bad_address_itself(acme, alice, mailoutbox, email):
     with pytest.raises(InvalidInput):
-        tenants.invite_member(acme, email, Role.DEVELOPER, alice)
+        tenants.invite_member(acme, email, Role.DEVELOPER, actor=alice)
     assert not Invitation.objects.exists() and mailoutbox == []
 
 

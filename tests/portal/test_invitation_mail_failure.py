@@ -33,7 +33,7 @@ def test_an_unsent_invitation_is_withdrawn_and_the_inviter_told(client, acme, al
 
 def test_the_service_raises_a_clear_error_and_keeps_nothing(acme, alice, mail_server_down):
     with pytest.raises(tenants.InvitationNotSent) as raised:
-        tenants.invite_member(acme, "newbie@example.com", Role.VIEWER, alice)
+        tenants.invite_member(acme, "newbie@example.com", Role.VIEWER, actor=alice)
     assert raised.value.status == 503 and "newbie@example.com" in raised.value.message
     assert not Invitation.objects.exists()
 
@@ -41,6 +41,6 @@ def test_the_service_raises_a_clear_error_and_keeps_nothing(acme, alice, mail_se
 def test_a_team_name_with_a_line_break_still_makes_one_subject_line(acme, alice, mailoutbox):
     acme.name = "Acme\r\nBcc: everyone@evil.example"
     acme.save()
-    tenants.invite_member(acme, "newbie@example.com", Role.VIEWER, alice)
+    tenants.invite_member(acme, "newbie@example.com", Role.VIEWER, actor=alice)
     assert mailoutbox[0].subject == "[Portico] alice invites you to Acme Bcc: everyone@evil.example"
     assert mailoutbox[0].to == ["newbie@example.com"] and not mailoutbox[0].bcc

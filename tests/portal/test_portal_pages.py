@@ -58,7 +58,7 @@ def test_catalog_lists_published_apis_and_searches_by_name_and_tag(client, api, 
 
 def test_api_page_shows_versions_with_badges_sunset_and_plans(client, api, staff):
     version = api.versions.get()
-    lifecycle.deprecate_version(version, staff)
+    lifecycle.deprecate_version(version, actor=staff)
     page = client.get(reverse("api_detail", args=[api.slug])).content.decode()
     assert "Deprecated" in page and "Sunset" in page
     assert "Free" in page and "60 requests / minute" in page and "Needs an administrator" in page
@@ -67,7 +67,7 @@ def test_api_page_shows_versions_with_badges_sunset_and_plans(client, api, staff
 def test_retired_and_draft_versions_have_no_docs(client, api, staff):
     version = api.versions.get()
     assert client.get(reverse("api_docs", args=[api.slug, version.version])).status_code == 200
-    lifecycle.retire_version(version, staff)
+    lifecycle.retire_version(version, actor=staff)
     assert client.get(reverse("api_docs", args=[api.slug, version.version])).status_code == 404
     assert client.get(reverse("api_detail", args=[api.slug])).status_code == 404
 
@@ -105,8 +105,8 @@ def test_subscribing_twice_shows_the_pending_request(client, app, alice, api, go
 def test_rejection_reason_is_shown_to_the_developer(client, app, alice, bob, api, gold_plan, staff):
     from portal.services import subscriptions
 
-    sub, _ = subscriptions.request_subscription(app, api, gold_plan, bob)
-    subscriptions.reject_subscription(sub, staff, reason="Gold is for partners only")
+    sub, _ = subscriptions.request_subscription(app, api, gold_plan, actor=bob)
+    subscriptions.reject_subscription(sub, actor=staff, reason="Gold is for partners only")
     login(client, alice)
     assert b"Gold is for partners only" in client.get(reverse("application_detail", args=[app.pk])).content
 
@@ -123,7 +123,7 @@ def test_key_secret_is_shown_once_and_never_again(client, app, bob):
 
 
 def test_rotate_and_revoke_from_the_console(client, app, bob):
-    key, _secret = keys.create_api_key(app, bob)
+    key, _secret = keys.create_api_key(app, actor=bob)
     login(client, bob)
     response = client.post(reverse("key_rotate", args=[app.pk, key.pk]))
     assert b"Key rotated" in response.content and ApiKey.objects.filter(application=app).count() == 2
@@ -158,7 +158,7 @@ def test_other_tenants_applications_are_404(client, app, charlie, globex, name, 
 
 @pytest.mark.parametrize("name", ["key_rotate", "key_revoke"])
 def test_other_tenants_keys_are_404(client, app, bob, charlie, globex, globex_app, name):
-    key, _ = keys.create_api_key(app, bob)
+    key, _ = keys.create_api_key(app, actor=bob)
     login(client, charlie)
     assert client.post(reverse(name, args=[app.pk, key.pk])).status_code == 404
     assert client.post(reverse(name, args=[globex_app.pk, key.pk])).status_code == 404

@@ -147,9 +147,9 @@ def test_the_owning_team_decides_requests_and_others_get_404(client, alice, char
     version = provider.create_version(
         acme_api, actor=staff, version="v1", base_path="/acme-maps/v1", targets=[TargetSpec("http://127.0.0.1:9")]
     )
-    lifecycle.publish_version(version, staff)
+    lifecycle.publish_version(version, actor=staff)
     gold = provider.create_plan(acme_api, actor=alice, name="Gold", requires_approval=True)
-    sub, _ = subscriptions.request_subscription(globex_app, acme_api, gold, charlie)
+    sub, _ = subscriptions.request_subscription(globex_app, acme_api, gold, actor=charlie)
     login(client, charlie)
     assert client.post(f"/provider/requests/{sub.pk}/approve/", {"reason": ""}).status_code == 404
     login(client, alice)
@@ -170,7 +170,7 @@ def test_an_owner_edits_a_published_version_and_the_gateway_hears_of_it(
     version = provider.create_version(
         acme_api, actor=staff, version="v1", base_path="/acme-maps/v1", targets=[TargetSpec("http://127.0.0.1:9")]
     )
-    lifecycle.publish_version(version, staff)
+    lifecycle.publish_version(version, actor=staff)
     login(client, alice)
     page = client.get(f"/provider/apis/acme-maps/versions/{version.pk}/edit/").content.decode()
     assert "http://127.0.0.1:9 100" in page

@@ -48,8 +48,8 @@ def acme_gold(acme_api, alice) -> Plan:
 
 @pytest.fixture
 def pending(acme_version, acme_gold, alice, globex_app, charlie) -> Subscription:
-    lifecycle.publish_version(acme_version, alice)
-    sub, _ = subscriptions.request_subscription(globex_app, acme_version.api, acme_gold, charlie)
+    lifecycle.publish_version(acme_version, actor=alice)
+    sub, _ = subscriptions.request_subscription(globex_app, acme_version.api, acme_gold, actor=charlie)
     assert sub.state == SubscriptionState.PENDING
     return sub
 
@@ -147,7 +147,7 @@ def test_plans_are_created_and_updated_with_audit_and_a_config_signal(
 
 
 def test_updating_a_published_version_reaches_the_gateway(acme_version, alice, django_capture_on_commit_callbacks):
-    lifecycle.publish_version(acme_version, alice)
+    lifecycle.publish_version(acme_version, actor=alice)
     before = config_signal.current_config_version()
     with django_capture_on_commit_callbacks(execute=True):
         provider.update_version(acme_version, actor=alice, targets=[TargetSpec("http://127.0.0.1:10", 5)], retries=3)
@@ -166,11 +166,11 @@ def test_the_owning_team_moves_its_versions_through_the_lifecycle(who, acme_vers
     from django.utils import timezone
 
     actor = request.getfixturevalue(who)
-    lifecycle.publish_version(acme_version, actor)
+    lifecycle.publish_version(acme_version, actor=actor)
     sunset = timezone.now() + timedelta(days=30)
-    version = lifecycle.deprecate_version(acme_version, actor, sunset_at=sunset)
+    version = lifecycle.deprecate_version(acme_version, actor=actor, sunset_at=sunset)
     assert version.state == VersionState.DEPRECATED and version.sunset_at == sunset
-    assert lifecycle.retire_version(version, actor).state == VersionState.RETIRED
+    assert lifecycle.retire_version(version, actor=actor).state == VersionState.RETIRED
     assert set(
         AuditEvent.objects.filter(object_type="portal.ApiVersion", object_id=str(version.pk), actor=actor)
         .exclude(action="version.created")
@@ -181,7 +181,7 @@ def test_the_owning_team_moves_its_versions_through_the_lifecycle(who, acme_vers
 @pytest.mark.parametrize("who, error", [("bob", PermissionDenied), ("vera", PermissionDenied), ("charlie", NotFound)])
 def test_others_cannot_move_the_lifecycle(who, error, acme_version, globex, request):
     with pytest.raises(error):
-        lifecycle.publish_version(acme_version, request.getfixturevalue(who))
+        lifecycle.publish_version(acme_version, actor=request.getfixturevalue(who))
     acme_version.refresh_from_db()
     assert acme_version.state == VersionState.DRAFT
 
@@ -189,7 +189,7 @@ def test_others_cannot_move_the_lifecycle(who, error, acme_version, globex, requ
 @pytest.mark.parametrize("who", ["alice", "adam", "staff"])
 def test_the_owning_team_approves_requests_to_its_api(who, pending, request, staff):
     actor = request.getfixturevalue(who)
-    sub = subscriptions.approve_subscription(pending, actor, reason="Welcome")
+    sub = subscriptions.approve_subscription(pending, actor=actor, reason="Welcome")
     assert sub.state == SubscriptionState.APPROVED and sub.decided_by == actor
     assert AuditEvent.objects.filter(action="subscription.approved", object_id=str(sub.pk), actor=actor).exists()
 
@@ -198,17 +198,17 @@ def test_the_owning_team_approves_requests_to_its_api(who, pending, request, sta
 def test_developers_viewers_and_the_requesting_team_cannot_decide(who, error, pending, request):
     actor = request.getfixturevalue(who)
     with pytest.raises(error):
-        subscriptions.approve_subscription(pending, actor)
+        subscriptions.approve_subscription(pending, actor=actor)
     with pytest.raises(error):
-        subscriptions.reject_subscription(pending, actor, reason="no")
+        subscriptions.reject_subscription(pending, actor=actor, reason="no")
     pending.refresh_from_db()
     assert pending.state == SubscriptionState.PENDING
 
 
 def test_an_owner_rejects_with_a_reason(pending, alice):
     with pytest.raises(InvalidInput):
-        subscriptions.reject_subscription(pending, alice, reason="  ")
-    sub = subscriptions.reject_subscription(pending, alice, reason="Not a partner")
+        subscriptions.reject_subscription(pending, actor=alice, reason="  ")
+    sub = subscriptions.reject_subscription(pending, actor=alice, reason="Not a partner")
     assert sub.state == SubscriptionState.REJECTED and sub.reason == "Not a partner"
 
 

@@ -20,7 +20,7 @@ def fresh_limits(redis_client, bob):
 
 
 def issued_keys(app, bob, count: int) -> list[ApiKey]:
-    return [keys.create_api_key(app, bob, name=f"k{n}")[0] for n in range(count)]
+    return [keys.create_api_key(app, actor=bob, name=f"k{n}")[0] for n in range(count)]
 
 
 def test_a_person_rotates_at_most_30_keys_an_hour_in_the_console(client, app, bob, fresh_limits):

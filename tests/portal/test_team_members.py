@@ -27,27 +27,27 @@ def test_owner_invites_by_email_and_the_invitee_joins_with_that_role(client, acm
 
 
 def test_an_invitation_is_for_its_addressee_only(acme, alice, charlie):
-    _invitation, token = tenants.invite_member(acme, "someone@example.com", Role.VIEWER, alice)
+    _invitation, token = tenants.invite_member(acme, "someone@example.com", Role.VIEWER, actor=alice)
     with pytest.raises(PermissionDenied):
-        tenants.accept_invitation(token, charlie)
+        tenants.accept_invitation(token, actor=charlie)
     with pytest.raises(NotFound):
-        tenants.accept_invitation("forged-token", charlie)
+        tenants.accept_invitation("forged-token", actor=charlie)
 
 
 def test_developers_cannot_invite_and_admins_cannot_make_owners(acme, alice, bob):
     with pytest.raises(PermissionDenied):
-        tenants.invite_member(acme, "x@example.com", Role.VIEWER, bob)
-    tenants.change_role(Membership.objects.get(user=bob, tenant=acme), Role.ADMIN, alice)
+        tenants.invite_member(acme, "x@example.com", Role.VIEWER, actor=bob)
+    tenants.change_role(Membership.objects.get(user=bob, tenant=acme), Role.ADMIN, actor=alice)
     with pytest.raises(PermissionDenied, match="owner"):
-        tenants.invite_member(acme, "y@example.com", Role.OWNER, bob)
+        tenants.invite_member(acme, "y@example.com", Role.OWNER, actor=bob)
 
 
 def test_a_team_keeps_at_least_one_owner(acme, alice):
     owner = Membership.objects.get(user=alice, tenant=acme)
     with pytest.raises(IllegalTransition):
-        tenants.change_role(owner, Role.DEVELOPER, alice)
+        tenants.change_role(owner, Role.DEVELOPER, actor=alice)
     with pytest.raises(IllegalTransition):
-        tenants.remove_member(owner, alice)
+        tenants.remove_member(owner, actor=alice)
 
 
 def test_viewer_sees_the_team_but_cannot_manage_it(client, acme, vera, bob):

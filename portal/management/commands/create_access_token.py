@@ -27,7 +27,7 @@ class Command(BaseCommand):
             raise CommandError(f"{username!r} is not active; a token would not work.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         try:
-            _token, secret = create_access_token(user, name, expires_at=expires_at)
+            _token, secret = create_access_token(actor=user, name=name, expires_at=expires_at)
         except ServiceError as error:
             raise CommandError(error.message) from error
         self.stdout.write(secret)

@@ -1,6 +1,7 @@
 """Seed a demo: an admin, two tenants, APIs in every lifecycle state, plans, an application
 with an approved subscription and a key, and the LLM gateway: an AI API with providers of
-every kind on the mock provider, priced models and routes. Safe to run again: nothing is
+every kind on the mock provider, priced models and routes, and four prompt APIs on them
+(sentiment, translation, summarization, entity extraction). Safe to run again: nothing is
 duplicated."""
 
 import os
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from llm import services as llm_services
 from llm.models import Budget, Model, ModelRoute, Provider
+from portal.management.demo_prompts import seed_prompt_apis
 from portal.models import (
     Api,
     ApiKey,
@@ -172,13 +174,17 @@ class Command(BaseCommand):
             tenant=acme, name="Acme Dashboard", defaults={"description": "Demo client", "created_by": dev}
         )
         weather = Api.objects.get(slug="weather")
-        subscriptions.request_subscription(app, weather, weather.plans.get(name="Free"), dev)
+        subscriptions.request_subscription(app, weather, weather.plans.get(name="Free"), actor=dev)
         payments = Api.objects.get(slug="payments")
-        sub, _ = subscriptions.request_subscription(app, payments, payments.plans.get(name="Standard"), dev)
+        sub, _ = subscriptions.request_subscription(app, payments, payments.plans.get(name="Standard"), actor=dev)
         if sub.state == SubscriptionState.PENDING:
-            subscriptions.approve_subscription(sub, admin, reason="Demo: approved by the seed.")
+            subscriptions.approve_subscription(sub, actor=admin, reason="Demo: approved by the seed.")
         llm_api = self._llm(publisher, admin)
-        subscriptions.request_subscription(app, llm_api, llm_api.plans.get(name="Free"), dev)
+        subscriptions.request_subscription(app, llm_api, llm_api.plans.get(name="Free"), actor=dev)
+        # Prompt APIs on the mock provider's routes; the demo application may call Sentiment.
+        prompt_apis = {api.slug: api for api in seed_prompt_apis(publisher, admin)}
+        sentiment = prompt_apis["sentiment"]
+        subscriptions.request_subscription(app, sentiment, sentiment.plans.get(name="Free"), actor=dev)
         if not Budget.objects.filter(tenant=acme).exists():
             llm_services.create_budget(
                 actor=admin, subject=acme, period="monthly", spend_limit_usd=DEMO_TENANT_MONTHLY_BUDGET_USD
@@ -194,7 +200,7 @@ class Command(BaseCommand):
                 "run `manage.py seed_demo --new-key` for a fresh one)"
             )
         else:
-            key, secret = keys.create_api_key(app, dev, name="demo")
+            key, secret = keys.create_api_key(app, actor=dev, name="demo")
             self.stdout.write(f"  demo key:  {secret}   (shown once; only its hash is stored)")
             self.stdout.write(
                 f"  try:       curl -H 'Authorization: Bearer {secret}' http://127.0.0.1:8080/weather/v2/forecast"
@@ -203,6 +209,10 @@ class Command(BaseCommand):
                 f"  LLM:       curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
                 "http://127.0.0.1:8080/v1/chat/completions "
                 """-d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'"""
+            )
+            self.stdout.write(
+                f"  prompt:    curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
+                """http://127.0.0.1:8080/sentiment/v1 -d '{"text": "I love this product"}'"""
             )
 
     def _user(self, username, email, password, *, staff):
@@ -229,11 +239,11 @@ class Command(BaseCommand):
             UpstreamTarget.objects.create(version=version, url=DEMO_UPSTREAM)
         if version.state != VersionState.DRAFT or final_state == VersionState.DRAFT:
             return
-        lifecycle.publish_version(version, admin)
+        lifecycle.publish_version(version, actor=admin)
         if final_state == VersionState.DEPRECATED:
-            lifecycle.deprecate_version(version, admin, sunset_at=timezone.now() + timedelta(days=90))
+            lifecycle.deprecate_version(version, actor=admin, sunset_at=timezone.now() + timedelta(days=90))
         elif final_state == VersionState.RETIRED:
-            lifecycle.retire_version(version, admin, reason="Replaced by the new warehouse API.")
+            lifecycle.retire_version(version, actor=admin, reason="Replaced by the new warehouse API.")
 
     def _llm(self, publisher, admin):
         """The AI API, its providers (every kind, on the mock provider), models and routes."""
@@ -247,7 +257,7 @@ class Command(BaseCommand):
         )
         version, _ = ApiVersion.objects.get_or_create(api=api, version="v1", defaults={"base_path": None})
         if version.state == VersionState.DRAFT:
-            lifecycle.publish_version(version, admin)
+            lifecycle.publish_version(version, actor=admin)
 
         for provider_name, kind, path in LLM_PROVIDERS:
             provider = Provider.objects.filter(name=provider_name).first()

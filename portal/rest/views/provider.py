@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -20,6 +21,7 @@ from portal.models import Api, ApiVersion, Plan, Subscription, SubscriptionState
 from portal.rest import serializers as s
 from portal.rest.scoping import ID_PATTERN
 from portal.services import lifecycle, provider, subscriptions
+from portal.services.access import person
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.provider import TargetSpec
 
@@ -57,7 +59,7 @@ class ProviderApiViewSet(
     lookup_field = "slug"
     lookup_value_regex = SLUG_PATTERN
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Api]:
         return (
             provider.managed_apis(self.request.user)
             .prefetch_related("versions__targets", "plans")
@@ -67,7 +69,9 @@ class ProviderApiViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = s.ProviderApiCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        tenant = Tenant.objects.filter(slug=data.validated_data["tenant"], memberships__user=request.user).first()
+        tenant = Tenant.objects.filter(
+            slug=data.validated_data["tenant"], memberships__user=person(request.user)
+        ).first()
         if tenant is None:
             raise NotFound(f"You are not a member of a team {data.validated_data['tenant']!r}.")
         api = provider.create_api(
@@ -123,7 +127,7 @@ class ProviderVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     lookup_value_regex = ID_PATTERN
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[ApiVersion]:
         return (
             ApiVersion.objects.filter(api__in=provider.managed_apis(self.request.user))
             .select_related("api")
@@ -162,7 +166,7 @@ class ProviderVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
             extra = {"sunset_at": data.validated_data["sunset_at"], "reason": data.validated_data["reason"]}
         elif target == VersionState.RETIRED:
             extra = {"reason": data.validated_data["reason"]}
-        lifecycle.set_version_state(version, target, request.user, **extra)
+        lifecycle.set_version_state(version, target, actor=request.user, **extra)
         return Response(s.ProviderVersionSerializer(self.get_queryset().get(pk=version.pk)).data)
 
 
@@ -177,7 +181,7 @@ class ProviderPlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     lookup_value_regex = ID_PATTERN
     http_method_names = ["get", "patch", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Plan]:
         return (
             Plan.objects.filter(api__in=provider.managed_apis(self.request.user))
             .select_related("api")
@@ -204,7 +208,7 @@ class ProviderSubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
     queryset = Subscription.objects.none()
     lookup_value_regex = ID_PATTERN
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Subscription]:
         found = provider.subscription_requests(self.request.user)
         if self.action == "list" and self.request.query_params.get("state") in SubscriptionState.values:
             found = found.filter(state=self.request.query_params["state"])
@@ -213,7 +217,7 @@ class ProviderSubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
     def _decide(self, request: Request, decision: Any) -> Response:
         data = s.DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sub = decision(self.get_object(), request.user, reason=data.validated_data["reason"])
+        sub = decision(self.get_object(), actor=request.user, reason=data.validated_data["reason"])
         return Response(s.ProviderSubscriptionSerializer(sub).data)
 
     @extend_schema(request=s.DecisionSerializer, responses=s.ProviderSubscriptionSerializer)

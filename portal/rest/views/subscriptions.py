@@ -1,11 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.models import Application, Plan, Subscription, SubscriptionState
 from portal.rest import serializers as s
-from portal.rest.scoping import ID_PATTERN, IsStaff, id_or_none, member_tenant_ids
+from portal.rest.scoping import ID_PATTERN, IsStaff, id_list, member_tenant_ids
 from portal.services import subscriptions
 from portal.services.catalog import visible_apis_for
 from portal.services.errors import NotFound
@@ -40,7 +47,7 @@ class SubscriptionViewSet(
     queryset = Subscription.objects.none()
     lookup_value_regex = ID_PATTERN
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Subscription]:
         found = Subscription.objects.select_related("api", "plan", "application")
         params = self.request.query_params
         everyone = self.action in STAFF_WIDE_ACTIONS or (self.action == "list" and params.get("scope") == "all")
@@ -50,10 +57,10 @@ class SubscriptionViewSet(
             if params.get("state") in SubscriptionState.values:
                 found = found.filter(state=params["state"])
             if "application" in params:
-                found = found.filter(application_id=id_or_none(params["application"]))
+                found = found.filter(application_id__in=id_list(params["application"]))
         return found.order_by("-requested_at", "-pk")
 
-    def create(self, request, *args, **kwargs):
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = s.SubscriptionRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenants = member_tenant_ids(request.user)
@@ -66,16 +73,16 @@ class SubscriptionViewSet(
         plan = Plan.objects.filter(pk=data.validated_data["plan"], api=api).first()
         if plan is None:
             raise NotFound(f"{api.name} has no such plan.")
-        sub, created = subscriptions.request_subscription(application, api, plan, request.user)
+        sub, created = subscriptions.request_subscription(application, api, plan, actor=request.user)
         return Response(
             s.SubscriptionSerializer(sub).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
-    def _decide(self, request, decision) -> Response:
+    def _decide(self, request: Request, decision: Callable[..., Subscription]) -> Response:
         """Apply a decision service (approve, reject, revoke) with the reason given."""
         data = s.DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sub = decision(self.get_object(), request.user, reason=data.validated_data["reason"])
+        sub = decision(self.get_object(), actor=request.user, reason=data.validated_data["reason"])
         return Response(s.SubscriptionSerializer(sub).data)
 
     @extend_schema(
@@ -84,17 +91,17 @@ class SubscriptionViewSet(
         description="End an approved subscription (a team admin, or staff).",
     )
     @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, subscriptions.revoke_subscription)
 
     @extend_schema(request=s.DecisionSerializer, responses=s.SubscriptionSerializer, description="Staff only.")
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated, IsStaff])
-    def approve(self, request, pk=None):
+    def approve(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, subscriptions.approve_subscription)
 
     @extend_schema(
         request=s.DecisionSerializer, responses=s.SubscriptionSerializer, description="Staff only; needs a reason."
     )
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated, IsStaff])
-    def reject(self, request, pk=None):
+    def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, subscriptions.reject_subscription)

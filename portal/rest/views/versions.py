@@ -1,6 +1,12 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.models import ApiVersion, VersionState
@@ -25,7 +31,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     lookup_value_regex = ID_PATTERN
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[ApiVersion]:
         found = ApiVersion.objects.select_related("api")
         if api := text_param(self.request.query_params, "api"):
             found = found.filter(api__slug=api)
@@ -39,15 +45,15 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description="draft → published → deprecated (with a sunset date) → retired; deprecated → published.",
     )
     @action(detail=True, methods=["post"])
-    def transition(self, request, pk=None):
+    def transition(self, request: Request, pk: str | None = None) -> Response:
         version = self.get_object()
         data = s.TransitionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         target = data.validated_data["state"]
-        extra = {}
+        extra: dict[str, Any] = {}
         if target == VersionState.DEPRECATED:
             extra = {"sunset_at": data.validated_data["sunset_at"], "reason": data.validated_data["reason"]}
         elif target == VersionState.RETIRED:
             extra = {"reason": data.validated_data["reason"]}
-        version = lifecycle.set_version_state(version, target, request.user, **extra)
+        version = lifecycle.set_version_state(version, target, actor=request.user, **extra)
         return Response(s.StaffVersionSerializer(version).data)
