@@ -134,7 +134,7 @@ def test_a_document_with_a_number_json_allows_and_orjson_refuses_breaks_no_listi
         )
     )
     bad = configure([upstream_a], openapi=huge)
-    subscriptions.request_subscription(good.application, bad.api, bad.plan, good.owner)
+    subscriptions.request_subscription(good.application, bad.api, bad.plan, actor=good.owner)
     after = configure([upstream_a], openapi=NOTES)  # the next configuration still loads
     assert gateway.get(after.base_path + "/items/1", after.key).status_code == 200
     answer = rpc(gateway, LIST, good.key, MCP_Protocol_Version="2025-11-25")
@@ -160,7 +160,7 @@ def test_a_later_api_cannot_take_an_existing_tools_name(gateway, configure, upst
 
     squatter = configure([upstream_a], openapi=document(("/x", "get", {"operationId": "v1_get"})))
     Api.objects.filter(pk=squatter.api.pk).update(slug=stem)
-    subscriptions.request_subscription(victim.application, squatter.api, squatter.plan, victim.owner)
+    subscriptions.request_subscription(victim.application, squatter.api, squatter.plan, actor=victim.owner)
     gateway.wait_for_config()
     tools = list_tools(gateway, victim.key)
     # Before: sorted by slug, the squatter's API took the name and the victim's became name_2.
