@@ -11,12 +11,17 @@ from decimal import Decimal
 import orjson
 import pytest
 import requests
+from django.contrib.auth import get_user_model
 
+from llm import prompt_services
 from llm.budgets import to_micros
 from llm.models import OutputMode, PromptVersion
 from llm.prompts import check_schema
+from portal.models import Api, Membership, Role, Tenant
+from portal.models.catalog import Visibility
 from portal.services.config_signal import publish_config_change
-from tests.llm.conftest import Budget
+from portal.services.errors import InvalidInput
+from tests.llm.conftest import Budget, unique
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 from tests.llm.test_gateway_prompts import built_api
 
@@ -250,3 +255,34 @@ def test_a_cached_answer_is_never_served_for_a_changed_template_schema_or_anothe
     publish_config_change("test: output schema edited")
     gateway.wait_for_config()
     assert cache(post(gateway, built, body)) == "MISS"
+
+
+def test_another_teams_private_model_route_is_not_a_prompt_apis_model(ai_route, gateway, mock_llm):
+    """A private AI API is its owner team's alone (no one else can see or subscribe to it).
+    A prompt API of another team on one of its routes would sell it to everyone: the
+    authoring services do not offer it, and a row that bypassed them is not served."""
+    model = model_route(ai_route)
+    Api.objects.filter(pk=model.api.pk).update(visibility=Visibility.PRIVATE)
+    team = Tenant.objects.create(name=unique("team"), slug=unique("team"))
+    author = get_user_model().objects.create_user(unique("author"))
+    Membership.objects.create(user=author, tenant=team, role=Role.OWNER)
+    assert model.route not in prompt_services.available_routes(team)
+    assert model.route in prompt_services.available_routes(model.api.owner)
+    api = prompt_services.create_prompt_api(team, actor=author, slug=unique("p"), name="P")
+    with pytest.raises(InvalidInput, match="route"):
+        prompt_services.create_prompt_version(
+            api, actor=author, version="v1", base_path=f"/{api.slug}/v1", route=model.route
+        )
+
+    # Rows written around the services: the gateway refuses to serve the version.
+    built = prompt_api(ai_route, model, input_schema=ANY_TEXT, user_template="{{text}}")
+    gateway.wait_for_config()
+    response = post(gateway, built, orjson.dumps({"text": "x"}))
+    assert response.status_code == 503, response.text  # before: the private model answered
+    assert response.json()["error"]["code"] == "prompt_unavailable"
+    assert mock_llm.requests(kind="openai") == []
+    # The private AI API's own team may build on it.
+    Api.objects.filter(pk=built.api.pk).update(owner=model.api.owner)
+    publish_config_change("test: the prompt API moved to the model's team")
+    gateway.wait_for_config()
+    assert post(gateway, built, orjson.dumps({"text": "x"})).status_code == 200
