@@ -9,8 +9,9 @@ Decisions:
 - **Routes.** A version runs on a model route whose AI API is being served: its latest
   non-draft version (the one whose state the gateway gives its routes, see llm/snapshot.py)
   is published or deprecated. A route of a draft-only or retired AI API would make the
-  prompt API answer 404/410, so it is not offered. A route may be used by any team: the
-  prompt API's own plans and subscriptions decide who calls it, not the AI API's.
+  prompt API answer 404/410, so it is not offered. A route of a public AI API may be used by
+  any team (the prompt API's own plans and subscriptions decide who calls it, not the AI
+  API's); a private AI API's routes only by its owner team.
 - **Immutability.** Once a version is published its prompt (system prompt, template,
   schemas, output mode, route, temperature, max tokens) is frozen: clients and the generated
   OpenAPI document rely on it. A change is a new version (``copy_from`` starts it from an
