@@ -52,6 +52,10 @@ MAX_INPUT_DEPTH = 254
 # invalid body costs to report: the validator converts the offending instance into Python
 # to build each error, element by element.
 MAX_BODY_BYTES = 1024 * 1024
+# The rendered user message: a template may name one variable many times (50k characters
+# hold 6,000 '{{text}}'), and each copy of a 1 MiB value is a 1 MiB string, so without a cap
+# one request could make the worker build gigabytes. Far past any model's context window.
+MAX_RENDERED_CHARS = 4 * 1024 * 1024
 MAX_FIELD_ERRORS = 50  # a 422 lists at most this many fields
 MAX_MESSAGE_CHARS = 300
 MAX_PATH_CHARS = 200
@@ -353,15 +357,25 @@ def value_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+class RenderTooLarge(ValueError):
+    """The rendered user message would exceed MAX_RENDERED_CHARS."""
+
+
 def render(spec: PromptSpec, inputs: Json) -> tuple[str, str]:
     """(system prompt, user message). One pass over the template: values are inserted and
-    never scanned again; a placeholder whose property is absent (optional) becomes ''."""
-
-    def substitute(match: re.Match[str]) -> str:
+    never scanned again; a placeholder whose property is absent (optional) becomes ''.
+    RenderTooLarge, before anything is built, when the message would exceed
+    MAX_RENDERED_CHARS."""
+    texts: dict[str, str] = {}
+    size = len(spec.user_template)
+    for match in PLACEHOLDER.finditer(spec.user_template):
         name = match.group(1)
-        return value_text(inputs[name]) if name in inputs else ""
-
-    return spec.system_prompt, PLACEHOLDER.sub(substitute, spec.user_template)
+        if name not in texts:
+            texts[name] = value_text(inputs[name]) if name in inputs else ""
+        size += len(texts[name])
+        if size > MAX_RENDERED_CHARS:
+            raise RenderTooLarge(f"The prompt would be longer than {MAX_RENDERED_CHARS} characters.")
+    return spec.system_prompt, PLACEHOLDER.sub(lambda match: texts[match.group(1)], spec.user_template)
 
 
 # -- validation ----------------------------------------------------------------------------------

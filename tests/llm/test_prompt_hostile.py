@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from llm import prompt_services
 from llm.budgets import to_micros
 from llm.models import OutputMode, PromptVersion
+from llm.prompt_playground import run_draft
 from llm.prompts import check_schema
 from portal.models import Api, Membership, Role, Tenant
 from portal.models.catalog import Visibility
@@ -286,3 +287,34 @@ def test_another_teams_private_model_route_is_not_a_prompt_apis_model(ai_route, 
     publish_config_change("test: the prompt API moved to the model's team")
     gateway.wait_for_config()
     assert post(gateway, built, orjson.dumps({"text": "x"})).status_code == 200
+
+
+def test_a_template_repeating_a_variable_cannot_make_a_huge_prompt(ai_route, gateway, mock_llm, call_record):
+    """A template may name a variable many times; each copy of the value is built. 6,000
+    copies of a 1 MiB value would be gigabytes in a worker shared by every API: the rendered
+    message is capped (here 400 copies of 20 kB: 8 MB) before anything is built."""
+    built = built_api(ai_route, input_schema=ANY_TEXT, user_template="{{text}}" * 400)
+    body = orjson.dumps({"text": "x" * 20_000})
+    response = post(gateway, built, body)
+    assert response.status_code == 413, response.text[:300]  # before: 8 MB sent to the model
+    assert response.json()["error"]["code"] == "prompt_too_large"
+    assert call_record(response.headers["x-request-id"])["error_code"] == "prompt_too_large"
+    assert mock_llm.requests(kind="openai") == []
+    # Through MCP, the same refusal as a tool error.
+    data = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": f"{built.api.slug}_v1", "arguments": {"text": "x" * 20_000}},
+        }
+    )
+    headers = {"authorization": f"Bearer {built.key}", "content-type": "application/json", "accept": "application/json"}
+    result = requests.post(gateway.url + "/mcp", data=data, headers=headers, timeout=30).json()["result"]
+    assert result["isError"] is True and result["_meta"]["portico/status"] == 413
+    # The playground says so too.
+    ran = run_draft(built.prompt, {"text": "x" * 20_000})
+    assert ran.error_code == "prompt_too_large"
+    assert mock_llm.requests(kind="openai") == []
+    # A modest value through the same template is fine.
+    assert post(gateway, built, orjson.dumps({"text": "ok"})).status_code == 200
