@@ -15,11 +15,20 @@ from portal.models import Api
 from portal.services import subscriptions
 from portal.services.config_signal import publish_config_change
 from tests.gateway.mcpclient import call, list_tools
-from tests.gateway.test_gateway_mcp import NOTES, STREAM, document, rpc
+from tests.gateway.test_gateway_mcp import NOTES, STREAM, add_version, document, rpc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
 MAX_TOOL_BYTES = 64 * 1024  # gateway/mcptools.py
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.filter(username="gw-staff").first() or django_user_model.objects.create_user(
+        "gw-staff", is_staff=True, is_superuser=True
+    )
+
+
 LIST = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
 
@@ -213,3 +222,20 @@ def test_a_batch_of_tool_calls_is_counted_call_by_call_against_the_plan(gateway,
         ]
         time.sleep(0.1)
     assert sorted(r["status"] for r in records) == [200] * 3 + [429] * 7  # each call once, the envelope none
+
+
+def test_retired_and_draft_tools_cannot_be_called_by_their_would_be_names(gateway, configure, upstream_a, staff_user):
+    config = configure([upstream_a], openapi=NOTES)
+    add_version(config, staff_user, "old", document(("/old", "get", {"operationId": "oldOp"})), upstream_a, "retired")
+    add_version(config, staff_user, "next", document(("/next", "get", {"operationId": "draftOp"})), upstream_a, "draft")
+    gateway.wait_for_config()
+    slug = config.api.slug
+    for name in (f"{slug}_old_oldOp", f"{slug}_next_draftOp"):
+        params = {"name": name, "arguments": {}}
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params})
+        answer = rpc(gateway, body, config.key, MCP_Protocol_Version="2025-11-25")
+        assert answer.status_code == 200 and answer.json()["error"]["code"] == -32602, name
+        assert "Unknown tool" in answer.json()["error"]["message"]
+    # The retired version's route still answers 410 to a direct call; the draft has none.
+    assert gateway.get(f"{config.base_path}-old/old", config.key).status_code == 410
+    assert gateway.get(f"{config.base_path}-next/next", config.key).status_code == 404
