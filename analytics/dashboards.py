@@ -73,6 +73,14 @@ def zone(name: str | None) -> ZoneInfo:
         raise InvalidInput("Unknown time zone.") from None
 
 
+def zone_or_utc(name: str | None) -> ZoneInfo:
+    """The zone ``name``, or UTC when it is none (a link with a stale zone still opens its page)."""
+    try:
+        return zone(name)
+    except InvalidInput:
+        return zone(None)
+
+
 _ZONES: frozenset[str] | None = None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,11 +37,13 @@ PAGE_SIZE = 50
 EXPORT_LIMIT = 100_000
 _STATUS_CLASSES = {"1xx": 1, "2xx": 2, "3xx": 3, "4xx": 4, "5xx": 5}
 _TEXT_FILTERS = {"key_prefix": 16, "error_code": 40, "model": 100}
+_TRACE_ID = re.compile("[0-9a-f]{32}").fullmatch
 
 EXPORT_FIELDS = (
     "time",
     "request_id",
     "client_request_id",
+    "trace_id",
     "method",
     "path",
     "status",
@@ -80,6 +83,7 @@ class CallFilter:
     status_class: int | None = None
     error_code: str = ""
     model: str = ""
+    trace_id: str = ""
 
     def apply(self, calls: QuerySet[CallLog]) -> QuerySet[CallLog]:
         calls = calls.filter(time__gte=self.window.start, time__lt=self.window.end)
@@ -99,6 +103,8 @@ class CallFilter:
             calls = calls.filter(error_code=self.error_code)
         if self.model:
             calls = calls.filter(model=self.model)
+        if self.trace_id:
+            calls = calls.filter(trace_id=self.trace_id)
         return calls
 
 
@@ -129,8 +135,13 @@ def parse_filter(params: Mapping[str, str], *, now: datetime | None = None) -> C
         if not raw_status.isdigit() or not 100 <= int(raw_status) <= 599:
             raise InvalidInput("A status is a code from 100 to 599 or a class such as 4xx.")
         status = int(raw_status)
+    # Pasted from a tracing tool, which may print it in capitals; stored in lowercase (W3C).
+    trace_id = (params.get("trace_id") or "").strip().lower()
+    if trace_id and not _TRACE_ID(trace_id):
+        raise InvalidInput("A trace id is 32 hexadecimal digits.")
     return CallFilter(
         window=window,
+        trace_id=trace_id,
         api_id=_int(params, "api", "API"),
         version_id=_int(params, "version", "version"),
         application_id=_int(params, "application", "application"),

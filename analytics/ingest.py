@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -125,6 +126,9 @@ _COST_LIMIT = Decimal(10) ** (
 )
 
 
+_TRACE_ID = re.compile("[0-9a-f]{32}").fullmatch
+
+
 class RecordError(ValueError):
     """A decoded record that is not a storable CallRecord."""
 
@@ -164,6 +168,8 @@ def _check_source(index: int, column: Column) -> list[str]:
         # PostgreSQL text cannot hold NUL: a client-chosen string (a model name) must not
         # cost the record, nor the batch.
         lines.append(f"if {guard}'\\x00' in {v}: {v} = {v}.replace('\\x00', '\\ufffd')")
+        if name == "trace_id":  # found by exact match only: anything else is no trace id
+            lines.append(f"if {v} and not _trace_id({v}): {v} = ''")
         if column.max_length is not None:
             if name == "path":  # a long path is cut (as always), not refused
                 lines.append(f"{v} = {v}[:{column.max_length}]")
@@ -188,7 +194,7 @@ def _compile_reader(columns: Sequence[Column]) -> Callable[[Any], tuple[Any, ...
     for index, column in enumerate(columns):
         body += [f"    {line}" for line in _check_source(index, column)]
     body.append(f"    return ({', '.join(f'v{i}' for i in range(len(columns)))},)")
-    namespace: dict[str, Any] = {"RecordError": RecordError, "_cost": _cost}
+    namespace: dict[str, Any] = {"RecordError": RecordError, "_cost": _cost, "_trace_id": _TRACE_ID}
     exec(compile("\n".join(body), "<analytics.ingest.read_row>", "exec"), namespace)  # noqa: S102 - our own schema
     return namespace["read_row"]  # type: ignore[no-any-return]
 

@@ -77,8 +77,10 @@ def parse_wrk(out: str) -> dict:
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: .*", out)
+    total = re.search(r"(\d+) requests in", out)
     return {
         "rps": rps,
+        "requests": int(total.group(1)) if total else 0,
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,

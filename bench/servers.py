@@ -158,7 +158,28 @@ print(secret)
 """
 
 
-def start_portico(workdir: Path, upstream_url: str, workers: int) -> tuple[list[subprocess.Popen], str, str]:
+def start_otlp_sink(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """bench.otlp_sink: an OTLP/HTTP collector stand-in; returns its traces URL."""
+    port = embedded_redis.free_port()
+    process = _started(
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.otlp_sink", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "otlp-sink.log", "wb"),  # noqa: SIM115 - lives as long as the process
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/count")
+    return process, url + "/v1/traces"
+
+
+def start_portico(
+    workdir: Path, upstream_url: str, workers: int, extra_env: dict | None = None
+) -> tuple[list[subprocess.Popen], str, str]:
+    """Portico with full policy, its own database and Redis under ``workdir``; ``extra_env``
+    (e.g. tracing settings) on top of the usual environment."""
+    workdir.mkdir(parents=True, exist_ok=True)
     redis_port = embedded_redis.free_port()
     redis_process = _started(embedded_redis.start(redis_port, workdir / "redis"))
     env = portico_env(workdir, redis_port)
@@ -177,7 +198,7 @@ def start_portico(workdir: Path, upstream_url: str, workers: int) -> tuple[list[
     gateway = _started(
         subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway.app:app"],
-            env={**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_WORKERS": str(workers)},
+            env={**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_WORKERS": str(workers), **(extra_env or {})},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115 - lives as long as the process

@@ -21,6 +21,7 @@ import logging
 import time
 from decimal import Decimal
 from functools import lru_cache
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from gateway.call import Call, ClientGone
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal, ResponseAborted
 from gateway.httpclient import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
+from gateway.tracing import traceparent_line
 from llm import pricing, tokens
 from llm.budgets import Refusal as BudgetRefusal
 from llm.budgets import Reservation
@@ -167,28 +169,46 @@ class AiCall(Call):
     # -- the pipeline ---------------------------------------------------------------------
 
     async def steps(self) -> None:
+        marks = self.marks  # step stamps for exported spans (call.py), else None
         try:
             expected = "GET" if self.endpoint == "models" else "POST"
             if self.method != expected:
                 raise Refusal(
                     405, "method_not_allowed", f"Use {expected} on this endpoint.", [(b"allow", expected.encode())]
                 )
+            if marks is not None:
+                marks.append(("auth", perf_counter_ns(), None))
             await self.authenticate()
             if self.endpoint == "models":
                 await self.answer_models()
                 return
+            if marks is not None:
+                marks.append(("read_body", perf_counter_ns(), None))
             await self.read_body()
             self.parse()
             self.route_model()
             self.authorize()
+            if marks is not None:
+                marks.append(("limits", perf_counter_ns(), None))
             await self.admit()
+            if marks is not None:
+                marks.append(("policy", perf_counter_ns(), None))
             self.apply_policy()
             await self.reserve_budget()
+            if marks is not None:
+                marks.append(("cache", perf_counter_ns(), None))
             if await self.answer_from_cache():
                 return
             await self.call_provider()
         finally:
+            if marks is not None:
+                marks.append(("reconcile_budget", perf_counter_ns(), None))
             await self.reconcile_budget()
+
+    def span_path(self) -> str:
+        # A prompt API's base path (promptcall.py), else one of ENDPOINTS or /mcp: nothing of
+        # the client's own in either.
+        return self.route.base_path if self.route is not None else str(self.scope["path"])
 
     async def answer_models(self) -> None:
         """The aliases the key's application is subscribed to, in the client's format."""
@@ -367,9 +387,13 @@ class AiCall(Call):
         assert route is not None
         attempts = self.gateway.router.attempts(route)
         last: ProviderError | None = None
+        marks = self.marks
         for tried, (target, key) in enumerate(attempts):
             if tried:
                 self.record.fallbacks += 1
+            if marks is not None:
+                attributes = {"gen_ai.system": target.provider_kind, "gen_ai.request.model": target.upstream_model}
+                marks.append(("provider", perf_counter_ns(), attributes))
             error = await self.attempt(target, key)
             if error is None:
                 # A stream broken after it was committed still counts against its target.
@@ -408,12 +432,15 @@ class AiCall(Call):
         except InvalidRequest as invalid:  # e.g. an image type this provider does not take: the client's 400
             raise Refusal(400, invalid.code, invalid.message, param=invalid.param) from None
         pool_key, host, path = _upstream_address(upstream.url)
-        # Head and body in one write: the body is small and already whole.
+        # Head and body in one write: the body is small and already whole. The provider joins
+        # the trace under the gateway's span (OpenAI-compatible servers such as vLLM record
+        # it; others ignore it); the client's tracestate is its own business, not a provider's.
         message = b"".join(
             [
                 b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n"
                 % (upstream.method, path, host, len(upstream.body)),
                 *(b"%s: %s\r\n" % pair for pair in upstream.headers),
+                traceparent_line(self.trace_id, self.span_id, self.trace_flags, None),
                 b"\r\n",
                 upstream.body,
             ]

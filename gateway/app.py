@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -35,14 +35,19 @@ from gateway.proxy import UpstreamProxy
 from gateway.redisconn import FastRedis
 from gateway.settings import GatewaySettings, gateway_settings
 from gateway.snapshot import EMPTY, Snapshot, build_snapshot
+from gateway.tracing import sample_bound
 from llm.budgets import Budgets
 from llm.llmcache import LlmCache
 from llm.router import Router
+
+if TYPE_CHECKING:
+    from gateway.otlp import SpanExport
 
 log = logging.getLogger("portico.gateway")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 POLL_SECONDS = 0.5
+SPANS_SHUTDOWN_SECONDS = 5.0
 
 
 class Gateway:
@@ -67,6 +72,9 @@ class Gateway:
         self._last_full_reload = 0.0
         self._id_prefix = ""
         self._id_counter = itertools.count()
+        self.trace_sample_bound = sample_bound(self.settings.trace_sample_ratio)
+        # Made in startup() when an OTLP endpoint is set (gateway/otlp.py); None: no spans.
+        self.spans: SpanExport | None = None
         # Made in startup(), in the worker's event loop.
         self.redis: FastRedis
         self.limiter: PlanLimiter
@@ -148,6 +156,10 @@ class Gateway:
         self.router = Router(redis=self.redis)
         self.budgets = Budgets(self.redis, on_redis_failure=s.limits_on_redis_failure)
         self.llm_cache = LlmCache(self.redis)
+        if s.otlp_endpoint:
+            from gateway.otlp import SpanExport  # the OpenTelemetry SDK only when spans are exported
+
+            self.spans = SpanExport(s.otlp_endpoint)
         await self._reload()
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
@@ -168,6 +180,10 @@ class Gateway:
         await self.calllog.stop()
         self.proxy.close()
         await self.redis.aclose()
+        if self.spans is not None:
+            # The processor's last export posts to the collector: off the loop, bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self.spans.shutdown), SPANS_SHUTDOWN_SECONDS)
 
     # -- configuration ----------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.auth import AuthFailure, authenticate, key_from_query, presented_key
 from gateway.callrecord import CallRecord
 from gateway.errors import JSON, Headers, Refusal, ResponseAborted, Send, error_body
@@ -86,6 +87,12 @@ class Call:
         "cache_key",
         "responded",
         "recorded",
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "trace_flags",
+        "tracestate",
+        "marks",
     )
 
     def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
@@ -105,6 +112,14 @@ class Call:
         self.echo_id: bytes = client_id if sane and client_id is not None else request_id.encode()
         peer = scope["client"][0] if scope.get("client") else ""
         self.client_ip, self.forwarded_for = gateway.client_addresses.resolve(peer, self.fields.get(b"x-forwarded-for"))
+        self.trace_id, self.span_id, self.parent_id, self.trace_flags, self.tracestate = tracing.begin(
+            self.fields, scope["headers"], gateway.trace_sample_bound
+        )
+        # Each step's start, for the spans of a sampled call when spans are exported
+        # (gateway/otlp.py); otherwise None, and a step pays one `is None` test.
+        self.marks: list[tuple[str, int, dict[str, str] | None]] | None = (
+            [] if gateway.spans is not None and self.trace_flags & tracing.SAMPLED else None
+        )
         # Positional: keyword arguments cost twice as much here (0.6 against 0.3 us).
         self.record = self.record_class(
             request_id,
@@ -113,6 +128,7 @@ class Call:
             scope["path"][:2000],
             self.client_ip,
             self.echo_id.decode() if sane else None,
+            self.trace_id,
         )
         self.headers_out: Headers = [(b"x-request-id", self.echo_id)]
         self.path: RequestPath | None = None
@@ -152,8 +168,11 @@ class Call:
         finally:
             if not self.recorded:
                 self.record_call()
+            if self.marks is not None and self.gateway.spans is not None:
+                self.gateway.spans.export(self)  # after the answer left; the export is another thread's
 
     async def steps(self) -> None:
+        marks = self.marks
         if self.is_preflight():
             await self.answer_preflight()
             return
@@ -161,18 +180,34 @@ class Call:
         if self.route.prompt is not None:  # type: ignore[union-attr]
             await self.hand_to_prompt()
             return
+        if marks is not None:
+            marks.append(("auth", perf_counter_ns(), None))
         await self.authenticate()
         self.authorize()
+        if marks is not None:
+            marks.append(("limits", perf_counter_ns(), None))
         await self.admit()
         self.check_body()
-        if self.route.cache_ttl and await self.answer_from_cache():  # type: ignore[union-attr]
-            return
+        if self.route.cache_ttl:  # type: ignore[union-attr]
+            if marks is not None:
+                marks.append(("cache", perf_counter_ns(), None))
+            if await self.answer_from_cache():
+                return
+        if marks is not None:
+            marks.append(("upstream", perf_counter_ns(), None))
         response, state, balancer = await self.proxy()
+        if marks is not None:
+            marks.append(("relay", perf_counter_ns(), None))
         try:
             await self.relay(response, state, balancer)
         finally:
             state.active -= 1
             response.release()
+
+    def span_path(self) -> str:
+        """What a span may say of the path: the route's base path (the rest may carry ids or
+        secrets), or nothing when no route matched."""
+        return self.route.base_path if self.route is not None else ""
 
     async def hand_to_prompt(self) -> None:
         """A prompt API's route: the prompt pipeline (gateway/promptcall.py) takes the call
@@ -181,7 +216,9 @@ class Call:
         from gateway.promptcall import PromptCall
 
         self.recorded = True
-        await PromptCall.taking_over(self).run()
+        prompt_call = PromptCall.taking_over(self)
+        self.marks = None  # its spans are the prompt call's
+        await prompt_call.run()
 
     def is_preflight(self) -> bool:
         origin = self.fields.get(b"origin")

@@ -14,13 +14,14 @@ from typing import Any
 # 2 us), and the record is encoded on every request (calllog.append).
 @dataclass
 class CallRecord:
-    # The first six are given positionally on the request path (gateway/call.py): keep their order.
+    # The first seven are given positionally on the request path (gateway/call.py): keep their order.
     request_id: str
     time: float  # epoch seconds at the request's arrival
     method: str
     path: str
     client_ip: str = ""
     client_request_id: str | None = None  # the client's X-Request-ID, when it sent a sane one
+    trace_id: str = ""  # W3C trace id (32 hex digits): the client's trace, or one the gateway started
     api_id: int | None = None
     version_id: int | None = None
     tenant_id: int | None = None

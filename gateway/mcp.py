@@ -47,6 +47,7 @@ from gateway.callrecord import McpCallRecord
 from gateway.errors import JSON, Refusal, ResponseAborted
 from gateway.mcptools import McpTool, ToolInputError, ToolRequest, request_for
 from gateway.routing import BadPath, forwarded_remainder, parse_request_path
+from gateway.tracing import child_headers
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -513,7 +514,12 @@ class McpCall(Call):
         # The same client as the MCP request, as seen through the same trusted proxies; a header
         # the operation declares (Accept, User-Agent) is the tool argument's, sent once.
         given = {name for name, _value in request.headers}
-        defaults = ((b"accept", b"application/json"), *((name, fields.get(name)) for name in _PASSED_ON))
+        defaults = (
+            (b"accept", b"application/json"),
+            *((name, fields.get(name)) for name in _PASSED_ON),
+            # The tool call is a child of this MCP request's span, in its trace.
+            *child_headers(self.trace_id, self.span_id, self.trace_flags, self.tracestate),
+        )
         headers += [(name, value) for name, value in defaults if value is not None and name not in given]
         scope = self.scope
         return {
@@ -563,6 +569,7 @@ class McpCall(Call):
             return _tool_error("This API version is not served right now.", status=503)
         fields = self.fields
         headers = [(name, value) for name in _PASSED_ON if (value := fields.get(name)) is not None]
+        headers += child_headers(self.trace_id, self.span_id, self.trace_flags, self.tracestate)
         peer = self.scope["client"][0] if self.scope.get("client") else ""
         arguments = orjson.loads(request.body or b"{}")
         self.inner_calls += 1  # the prompt call records itself

@@ -186,6 +186,10 @@ class PromptCall(AiCall):
         self.path = call.path
         self.forward_path = call.forward_path
         self.query = call.query
+        # The same trace and span as the record and the upstream's traceparent (tracing.py);
+        # the prompt call exports the spans (Call.hand_to_prompt).
+        self.trace_id, self.span_id, self.parent_id = call.trace_id, call.span_id, call.parent_id
+        self.trace_flags, self.tracestate, self.marks = call.trace_flags, call.tracestate, call.marks
         return self
 
     # -- the pipeline ---------------------------------------------------------------------

@@ -5,7 +5,8 @@ What goes upstream is decided here and nowhere else:
 - framing (Content-Length or chunked) always comes from what the gateway parsed, never
   copied from the client, so no header the client names in ``Connection`` can remove it;
 - hop-by-hop headers, the consumer's key and every inbound ``X-Portico-*`` header are
-  dropped; the gateway then adds its own identity headers and ``X-Forwarded-*``;
+  dropped; the gateway then adds its own identity headers, ``X-Forwarded-*`` and the trace
+  context with its own span as the parent (``tracing.py``);
 - the path is the target's own path plus the request's remainder cut by segments
   (``routing.forwarded_remainder``), so it never leaves the target's base path.
 """
@@ -31,6 +32,7 @@ from gateway.httpclient import (
     UpstreamStaleConnection,
     global_addresses_only,
 )
+from gateway.tracing import traceparent_line
 from gateway.upstreams import Balancer, BalancerRegistry, TargetState
 
 if TYPE_CHECKING:
@@ -65,6 +67,10 @@ SET_BY_GATEWAY = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
+        # The gateway's own span is the upstream's parent (tracing.py); a client's tracestate
+        # goes on only with a valid traceparent, checked and capped.
+        b"traceparent",
+        b"tracestate",
     }
 )
 NOT_COPIED_UPSTREAM = HOP_BY_HOP | SET_BY_GATEWAY
@@ -110,7 +116,7 @@ def upstream_head(call: Call, target: Target) -> bytes:
         framing = b""
     lines.append(
         b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nx-request-id: %s\r\n"
-        b"x-portico-application-id: %d\r\nx-portico-tenant-id: %d\r\n%s\r\n"
+        b"x-portico-application-id: %d\r\nx-portico-tenant-id: %d\r\n%s%s\r\n"
         % (
             call.forwarded_for,
             b"https" if call.scope.get("scheme") == "https" else b"http",
@@ -118,6 +124,7 @@ def upstream_head(call: Call, target: Target) -> bytes:
             call.echo_id,
             key.application_id,
             key.tenant_id,
+            traceparent_line(call.trace_id, call.span_id, call.trace_flags, call.tracestate),
             framing,
         )
     )

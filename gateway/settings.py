@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,6 +66,36 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network,
     return tuple(networks)
 
 
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value <= 1.0:  # also refuses NaN
+        raise SettingsError(f"{name} must be between 0 and 1")
+    return value
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str:
+    """The OTLP/HTTP traces URL: ``GATEWAY_OTLP_ENDPOINT`` as it is, else OpenTelemetry's own
+    variables with their meaning (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as it is,
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus ``/v1/traces``), so a deployment that configures
+    every service's exporter the standard way configures the gateway too.
+    ``OTEL_SDK_DISABLED=true`` turns the standard ones off, not the gateway's own."""
+    for name, suffix in (
+        ("GATEWAY_OTLP_ENDPOINT", ""),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces"),
+    ):
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if name != "GATEWAY_OTLP_ENDPOINT" and env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return ""
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+        return raw.rstrip("/") + suffix if suffix else raw
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     # -- plan limits and abuse --------------------------------------------------------------
@@ -115,6 +146,13 @@ class GatewaySettings:
     # are dropped (counted in a metric, logged).
     calllog_max_pending: int = 200_000
 
+    # -- tracing (gateway/tracing.py, gateway/otlp.py) -----------------------------------------
+    # Where spans go (an OTLP/HTTP traces URL); empty: trace context is still propagated and
+    # recorded, but nothing is exported and the OpenTelemetry SDK is not even imported.
+    otlp_endpoint: str = ""
+    # Share of the traces the gateway starts that are sampled; a client's sampled flag wins.
+    trace_sample_ratio: float = 0.01
+
     # -- operations endpoints ------------------------------------------------------------------
     # /_portico/readyz and /_portico/metrics answer peers in ops_allow, or anyone presenting
     # this token as a bearer token. The legacy /readyz, /metrics, /healthz answer only peers
@@ -149,6 +187,8 @@ class GatewaySettings:
             mcp_max_body_bytes=_int(env, "GATEWAY_MCP_MAX_BODY_BYTES", 1024 * 1024, 1024),
             mcp_max_result_bytes=_int(env, "GATEWAY_MCP_MAX_RESULT_BYTES", 1024 * 1024, 1024),
             calllog_max_pending=_int(env, "GATEWAY_CALLLOG_MAX_PENDING", 200_000, 1000),
+            otlp_endpoint=_otlp_endpoint(env),
+            trace_sample_ratio=_ratio(env, "GATEWAY_TRACE_SAMPLE_RATIO", 0.01),
             ops_token=env.get("GATEWAY_OPS_TOKEN", "").strip(),
             ops_allow=_networks(env, "GATEWAY_OPS_ALLOW", "127.0.0.1/32,::1/128"),
         )

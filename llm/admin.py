@@ -31,7 +31,7 @@ from llm.models import (
     RouteTarget,
     TargetRole,
 )
-from portal.admin import DecisionForm, DeprecationForm, run_with_reason
+from portal.admin import DecisionForm, DeprecationForm, ServiceErrorsAdmin, run_with_reason
 from portal.models import ApiVersion, VersionState
 from portal.prompt_forms import JsonField
 from portal.services import lifecycle
@@ -42,8 +42,9 @@ def _form_error(error: ServiceError) -> forms.ValidationError:
     return forms.ValidationError(error.message)
 
 
-class ServiceDeleteMixin:
-    """Deletes through the service; a refusal becomes a message instead of a crash."""
+class ServiceDeleteMixin(ServiceErrorsAdmin):
+    """Deletes through the service; a refusal becomes a message instead of a crash (and a
+    save the service refuses is one too: ``ServiceErrorsAdmin``)."""
 
     def _delete_with(self, request: HttpRequest, obj: Any) -> None:
         raise NotImplementedError
@@ -52,7 +53,7 @@ class ServiceDeleteMixin:
         try:
             self._delete_with(request, obj)
         except ServiceError as error:
-            self.message_user(request, f"{obj}: {error.message}", messages.ERROR)  # type: ignore[attr-defined]
+            self.message_user(request, f"{obj}: {error.message}", messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for obj in queryset:
@@ -70,8 +71,7 @@ class ProviderKeyInline(admin.TabularInline):
     """The pool at a glance; keys are added and changed on their own page (the secret field)."""
 
     model = ProviderKey
-    fields = ["label", "last4", "priority", "state", "state_until", "expires_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("label", "last4", "priority", "state", "state_until", "expires_at")
     extra = 0
     can_delete = False
     show_change_link = True
@@ -95,7 +95,7 @@ class ProviderForm(forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ProviderAdmin(ServiceDeleteMixin):
     form = ProviderForm
     list_display = ["name", "kind", "base_url", "enabled", "key_count", "updated_at"]
     list_filter = ["kind", "enabled"]
@@ -103,7 +103,8 @@ class ProviderAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     inlines = [ProviderKeyInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
-        return super().get_queryset(request).annotate(key_count=Count("keys"))
+        providers: QuerySet[Provider] = super().get_queryset(request)
+        return providers.annotate(key_count=Count("keys"))
 
     @admin.display(description="Keys", ordering="key_count")
     def key_count(self, obj: Provider) -> int:
@@ -139,7 +140,7 @@ class ProviderKeyAddForm(forms.ModelForm):
 
 
 @admin.register(ProviderKey)
-class ProviderKeyAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ProviderKeyAdmin(ServiceDeleteMixin):
     list_display = ["__str__", "provider", "label", "masked_secret", "priority", "state", "state_until", "expires_at"]
     list_filter = ["state", "provider"]
     search_fields = ["label", "provider__name", "last4"]
@@ -155,10 +156,10 @@ class ProviderKeyAdmin(ServiceDeleteMixin, admin.ModelAdmin):
             kwargs["form"] = ProviderKeyAddForm
         return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         if obj is None:
-            return ["provider", "label", "secret", "priority", "expires_at"]
-        return ["provider", "label", "masked_secret", "priority", "state", "state_until", "expires_at", "created_at"]
+            return ("provider", "label", "secret", "priority", "expires_at")
+        return ("provider", "label", "masked_secret", "priority", "state", "state_until", "expires_at", "created_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -192,11 +193,11 @@ class ProviderKeyAdmin(ServiceDeleteMixin, admin.ModelAdmin):
             except ServiceError as error:
                 self.message_user(request, f"{key}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Disable selected keys")
+    @admin.action(description="Disable selected keys", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         self._each(request, queryset, lambda k: services.disable_key(k, actor=request.user), "disabled")
 
-    @admin.action(description="Enable selected keys (whatever their state)")
+    @admin.action(description="Enable selected keys (whatever their state)", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         self._each(request, queryset, lambda k: services.enable_key(k, actor=request.user), "enabled")
 
@@ -224,7 +225,7 @@ class LlmModelForm(forms.ModelForm):
 
 
 @admin.register(Model)
-class LlmModelAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class LlmModelAdmin(ServiceDeleteMixin):
     form = LlmModelForm
     list_display = [
         "__str__",
@@ -304,7 +305,7 @@ ROUTE_SETTINGS = services.ROUTE_FIELDS - {"alias", "api"}
 
 
 @admin.register(ModelRoute)
-class ModelRouteAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ModelRouteAdmin(ServiceDeleteMixin):
     form = ModelRouteForm
     list_display = ["alias", "api", "retries", "cache_ttl_seconds", "pii_mode", "capture", "updated_at"]
     list_filter = ["api", "pii_mode", "capture"]
@@ -354,7 +355,7 @@ class ModelRouteAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(Budget)
-class BudgetAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class BudgetAdmin(ServiceDeleteMixin):
     list_display = ["__str__", "scope", "period", "spend_limit_usd", "tokens_per_minute", "requests_per_minute"]
     list_filter = ["scope", "period"]
     raw_id_fields = ["api_key", "application", "tenant"]
@@ -383,10 +384,16 @@ class BudgetAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         if change:
             services.update_budget(obj, actor=request.user, **_changes(form, services.BUDGET_FIELDS))
             return
-        subject = {BudgetScope.KEY: obj.api_key, BudgetScope.APPLICATION: obj.application}.get(obj.scope, obj.tenant)
+        subject: services.BudgetSubject | None = {
+            BudgetScope.KEY: obj.api_key,
+            BudgetScope.APPLICATION: obj.application,
+            BudgetScope.TENANT: obj.tenant,
+        }.get(BudgetScope(obj.scope))
+        if subject is None:  # the form's model validation matched scope and subject; a race deleted it
+            raise InvalidInput("The budget's key, application or tenant is gone; choose another.")
         created = services.create_budget(
             actor=request.user,
-            subject=subject,  # type: ignore[arg-type]
+            subject=subject,
             period=obj.period,
             spend_limit_usd=obj.spend_limit_usd,
             tokens_per_minute=obj.tokens_per_minute,
@@ -425,8 +432,7 @@ class PromptVersionInline(admin.TabularInline):
     """The API's versions at a glance; each prompt is edited on its own page."""
 
     model = ApiVersion
-    fields = ["version", "base_path", "state", "prompt_route"]
-    readonly_fields = fields
+    fields = readonly_fields = ("version", "base_path", "state", "prompt_route")
     extra = 0
     can_delete = False
     show_change_link = False
@@ -507,8 +513,9 @@ class PromptVersionAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if "route" in self.fields:  # absent when the prompt is frozen (read-only)
-            self.fields["route"].queryset = prompt_services.available_routes()  # type: ignore[attr-defined]
+        route = self.fields.get("route")  # absent when the prompt is frozen (read-only)
+        if isinstance(route, forms.ModelChoiceField):
+            route.queryset = prompt_services.available_routes()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -557,9 +564,9 @@ class PromptVersionAdmin(admin.ModelAdmin):
     def state(self, obj: PromptVersion) -> str:
         return obj.version.get_state_display()
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        prompt = list(PromptVersionAdminForm.Meta.fields)
-        return ["api", "version_name", "base_path", *prompt] if obj is None else ["version", *prompt]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        prompt = PromptVersionAdminForm.Meta.fields
+        return ("api", "version_name", "base_path", *prompt) if obj is None else ("version", *prompt)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -599,7 +606,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
     def _versions(self, queryset: QuerySet[PromptVersion]) -> QuerySet[ApiVersion]:
         return ApiVersion.objects.filter(prompt__in=queryset)
 
-    @admin.action(description="Publish selected versions (generates their OpenAPI documents)")
+    @admin.action(description="Publish selected versions (generates their OpenAPI documents)", permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
         for version in self._versions(queryset):
             try:
@@ -608,7 +615,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             except ServiceError as error:
                 self.message_user(request, f"{version}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Deprecate selected versions (asks for a sunset date)")
+    @admin.action(description="Deprecate selected versions (asks for a sunset date)", permissions=["change"])
     def deprecate(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
         return run_with_reason(
             self,
@@ -621,7 +628,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Retire selected versions (final)")
+    @admin.action(description="Retire selected versions (final)", permissions=["change"])
     def retire(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> Any:
         return run_with_reason(
             self,

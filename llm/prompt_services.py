@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -38,11 +36,10 @@ from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, templ
 from portal.models import Api, ApiVersion, AuditAction, Tenant, VersionState
 from portal.models.catalog import ApiKind, Visibility
 from portal.services import audit
+from portal.services.access import Actor
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import require_api_manager, require_team_manager
-
-Actor = AbstractBaseUser | AnonymousUser
 
 API_CREATED = AuditAction.PROMPT_API_CREATED
 API_UPDATED = AuditAction.PROMPT_API_UPDATED
@@ -129,7 +126,9 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
             errors["output_schema"] = list(problems)
     elif output_schema:
         errors["output_schema"] = ["An output schema applies to JSON output only; empty it or choose JSON."]
-    reserved = sorted(RESERVED_KEYS & set(input_schema.get("properties") or {})) if "input_schema" not in errors else []
+    reserved: list[str] = []
+    if isinstance(input_schema, dict) and "input_schema" not in errors:
+        reserved = sorted(RESERVED_KEYS & set(input_schema.get("properties") or {}))
     if reserved:
         # The gateway reads a top-level "stream": true as "answer as an event stream".
         errors["input_schema"] = [f'"{reserved[0]}" is reserved (it steers the call); name the property otherwise.']

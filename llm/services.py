@@ -1,6 +1,8 @@
 """The LLM control plane's rules: providers and their key pools, models, routes, budgets.
 
-Every function follows the portal's service template: staff only, one transaction, the row
+Every function follows the portal's service template: staff holding the Django permission for
+the change (``llm.add_provider``, ``llm.change_modelroute``, ``llm.delete_budget``...: being staff
+only opens the admin, so a view-only operator changes nothing), one transaction, the row
 re-read with ``select_for_update`` where a decision depends on it, the model's own
 validation (``full_clean``) turned into ``InvalidInput``, an ``AuditEvent`` per change
 (never a secret in it), and ``publish_config_change`` so gateways reload once it commits.
@@ -15,8 +17,6 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeAlias, TypeVar
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models.deletion import ProtectedError
@@ -38,11 +38,10 @@ from llm.models import (
 from portal.models import ApiKey, Application, AuditAction, Tenant
 from portal.models.catalog import Api, ApiKind
 from portal.services import audit
-from portal.services.access import require_staff
+from portal.services.access import Actor, require_staff
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput
 
-Actor: TypeAlias = AbstractBaseUser | AnonymousUser
 M = TypeVar("M", bound=models.Model)
 
 SECRET_MAX = 4096
@@ -145,7 +144,7 @@ def create_provider(
     azure_api_version: str = "",
     enabled: bool = True,
 ) -> Provider:
-    require_staff(actor)
+    require_staff(actor, "llm.add_provider")
     provider = Provider(
         name=_no_nul(name or "").strip(),
         kind=kind,
@@ -162,7 +161,7 @@ def create_provider(
 
 
 def update_provider(provider: Provider, *, actor: Actor, **changes: Any) -> Provider:
-    require_staff(actor)
+    require_staff(actor, "llm.change_provider")
     for field in ("name", "base_url", "azure_api_version"):
         if isinstance(changes.get(field), str):
             changes[field] = changes[field].strip()
@@ -180,7 +179,7 @@ def update_provider(provider: Provider, *, actor: Actor, **changes: Any) -> Prov
 
 
 def delete_provider(provider: Provider, *, actor: Actor) -> None:
-    require_staff(actor)
+    require_staff(actor, "llm.delete_provider")
     _delete(provider, actor=actor, action=AuditAction.LLM_PROVIDER_DELETED, name=provider.name)
 
 
@@ -192,16 +191,16 @@ KEY_FIELDS = frozenset({"label", "priority", "expires_at"})
 def _clean_secret(secret: Any) -> str:
     if not isinstance(secret, str):
         raise InvalidInput("A credential is text.")
-    secret = secret.strip()
-    if not secret:
+    cleaned = secret.strip()
+    if not cleaned:
         raise InvalidInput("A key needs its secret.")
-    if len(secret) > SECRET_MAX:
+    if len(cleaned) > SECRET_MAX:
         raise InvalidInput(f"A credential has at most {SECRET_MAX} characters.")
     # It goes into an HTTP header upstream: a space, CR/LF or non-ASCII byte would break the
     # request or smuggle another header into it.
-    if any(not 0x21 <= ord(c) <= 0x7E for c in secret):
+    if any(not 0x21 <= ord(c) <= 0x7E for c in cleaned):
         raise InvalidInput("A credential is printable ASCII without spaces or line breaks.")
-    return secret
+    return cleaned
 
 
 def add_key(
@@ -214,7 +213,7 @@ def add_key(
     expires_at: datetime | None = None,
 ) -> ProviderKey:
     """Add a credential to a provider's pool. The secret is encrypted and never returned."""
-    require_staff(actor)
+    require_staff(actor, "llm.add_providerkey")
     secret = _clean_secret(secret)
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("The expiry must be in the future.")
@@ -238,7 +237,7 @@ def add_key(
 
 def update_key(key: ProviderKey, *, actor: Actor, **changes: Any) -> ProviderKey:
     """Label, priority and expiry; the secret itself is write-once (add a new key to rotate)."""
-    require_staff(actor)
+    require_staff(actor, "llm.change_providerkey")
     if "secret" in changes:
         raise InvalidInput("A key's secret cannot be changed; add a new key and delete this one.")
     if isinstance(changes.get("label"), str):
@@ -265,7 +264,7 @@ KEY_STATE_ACTIONS = {
 def set_key_state(
     key: ProviderKey, *, actor: Actor, state: str, until: datetime | None = None, reason: str = ""
 ) -> ProviderKey:
-    require_staff(actor)
+    require_staff(actor, "llm.change_providerkey")
     if state not in KeyState.values:
         raise InvalidInput(f"Unknown key state {state!r}; use one of: {', '.join(KeyState.values)}.")
     if state == KeyState.RATE_LIMITED and (until is None or until <= timezone.now()):
@@ -291,7 +290,7 @@ def enable_key(key: ProviderKey, *, actor: Actor) -> ProviderKey:
 
 
 def delete_key(key: ProviderKey, *, actor: Actor) -> None:
-    require_staff(actor)
+    require_staff(actor, "llm.delete_providerkey")
     _delete(key, actor=actor, action=AuditAction.LLM_KEY_DELETED, provider=key.provider.name, last4=key.last4)
 
 
@@ -337,7 +336,7 @@ def create_model(
     context_window: int | None = None,
     capabilities: Sequence[str] | None = None,
 ) -> Model:
-    require_staff(actor)
+    require_staff(actor, "llm.add_model")
     model = Model(
         provider=provider,
         upstream_name=_no_nul(upstream_name or "").strip(),
@@ -359,7 +358,7 @@ def create_model(
 
 
 def update_model(model: Model, *, actor: Actor, **changes: Any) -> Model:
-    require_staff(actor)
+    require_staff(actor, "llm.change_model")
     for field in PRICE_FIELDS:
         if field in changes:
             changes[field] = _decimal_or_none(changes[field], field.replace("_", " "))
@@ -381,7 +380,7 @@ def update_model(model: Model, *, actor: Actor, **changes: Any) -> Model:
 
 
 def delete_model(model: Model, *, actor: Actor) -> None:
-    require_staff(actor)
+    require_staff(actor, "llm.delete_model")
     _delete(model, actor=actor, action=AuditAction.LLM_MODEL_DELETED, upstream_name=model.upstream_name)
 
 
@@ -476,7 +475,7 @@ def create_route(
 ) -> ModelRoute:
     """A public alias over weighted targets and an ordered fallback chain. ``settings``:
     timeouts, retries, cache, PII policy, capture, default_max_tokens (see ModelRoute)."""
-    require_staff(actor)
+    require_staff(actor, "llm.add_modelroute")
     _require_ai_api(api)
     validate_route_members(targets, fallbacks)
     route = ModelRoute(alias=_no_nul(alias or "").strip(), api=api)
@@ -506,7 +505,7 @@ def update_route(
     **changes: Any,
 ) -> ModelRoute:
     """Change settings; ``targets``/``fallbacks`` replace the lists when given (None: unchanged)."""
-    require_staff(actor)
+    require_staff(actor, "llm.change_modelroute")
     if isinstance(changes.get("alias"), str):
         changes["alias"] = changes["alias"].strip()
     with transaction.atomic():
@@ -531,7 +530,7 @@ def update_route(
 
 
 def delete_route(route: ModelRoute, *, actor: Actor) -> None:
-    require_staff(actor)
+    require_staff(actor, "llm.delete_modelroute")
     _delete(route, actor=actor, action=AuditAction.LLM_ROUTE_DELETED, tenant=route.api.owner, alias=route.alias)
 
 
@@ -561,7 +560,7 @@ def create_budget(
     requests_per_minute: int | None = None,
 ) -> Budget:
     """Limits for one API key, application or tenant (the scope follows the subject)."""
-    require_staff(actor)
+    require_staff(actor, "llm.add_budget")
     scope, subject_fields = _scope_of(subject)
     budget = Budget(
         scope=scope,
@@ -591,7 +590,7 @@ def create_budget(
 
 def update_budget(budget: Budget, *, actor: Actor, **changes: Any) -> Budget:
     """Period and limits; a budget's subject never changes (make another budget)."""
-    require_staff(actor)
+    require_staff(actor, "llm.change_budget")
     if "spend_limit_usd" in changes:
         changes["spend_limit_usd"] = _decimal_or_none(changes["spend_limit_usd"], "The spend limit")
     with transaction.atomic():
@@ -609,5 +608,5 @@ def update_budget(budget: Budget, *, actor: Actor, **changes: Any) -> Budget:
 
 
 def delete_budget(budget: Budget, *, actor: Actor) -> None:
-    require_staff(actor)
+    require_staff(actor, "llm.delete_budget")
     _delete(budget, actor=actor, action=AuditAction.LLM_BUDGET_DELETED, tenant=budget.owner_tenant, scope=budget.scope)

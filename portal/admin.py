@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from portal.models import (
@@ -23,13 +23,15 @@ from portal.models import (
     AuditEvent,
     Membership,
     Plan,
+    Role,
     Subscription,
     Tag,
     Tenant,
     UpstreamTarget,
+    VersionState,
 )
-from portal.services import admin_edits, applications, keys, lifecycle, subscriptions
-from portal.services.errors import ServiceError
+from portal.services import admin_edits, applications, keys, lifecycle, subscriptions, tenants
+from portal.services.errors import InvalidInput, ServiceError
 
 
 class DecisionForm(forms.Form):
@@ -43,7 +45,16 @@ class DeprecationForm(DecisionForm):
     )
 
 
-def run_with_reason(modeladmin, request, queryset, *, title, form_class, apply, reason_required=False):
+def run_with_reason(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    form_class: type[DecisionForm],
+    apply: Callable[[Any, dict[str, Any]], object],
+    reason_required: bool = False,
+) -> TemplateResponse | None:
     """Show a form asking for a reason, then apply ``apply(obj, cleaned_data)`` to each object."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
@@ -87,6 +98,26 @@ def delete_each(
             modeladmin.message_user(request, f"{obj}: {error.message}", messages.ERROR)
 
 
+class ServiceErrorsAdmin(admin.ModelAdmin):
+    """A service refusing a change form's save (a rule the form could not see: the team's
+    last owner, a published version's base path, a concurrent change) is shown as a message
+    on the page again, not a 500. Django's change view runs in one transaction, left by the
+    exception: everything the submit saved before the refusal is rolled back with it."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as error:
+            self.message_user(request, f"Nothing was saved: {error.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -94,10 +125,33 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ServiceErrorsAdmin):
+    """Members are changed through ``portal.services.tenants``: the team keeps an owner and
+    every change is audited, as on the portal's team page."""
+
     list_display = ["name", "slug", "is_personal", "created_at"]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        rows = formset.save(commit=False)
+        changed = {id(row): fields for row, fields in formset.changed_objects}
+        for row in rows:
+            if row.pk is not None and "user" in changed.get(id(row), []):
+                raise InvalidInput("A membership's person cannot be swapped; remove it and add the other person.")
+        # New owners first, demotions next, removals last: handing a team over in one submit
+        # (promote one, demote or remove the other) never leaves it without an owner between two steps.
+        added = [row for row in rows if row.pk is None]
+        for row in sorted(added, key=lambda r: r.role != Role.OWNER):
+            row.pk = tenants.add_member(form.instance, row.user, row.role, actor=request.user).pk
+        role_changes = [row for row in rows if row.pk is not None and "role" in changed.get(id(row), [])]
+        for row in sorted(role_changes, key=lambda r: r.role != Role.OWNER):
+            tenants.change_role(row, row.role, actor=request.user)
+        for row in formset.deleted_objects:
+            tenants.remove_member(row, actor=request.user)
 
 
 @admin.register(Tag)
@@ -118,9 +172,10 @@ class ApiVersionInline(admin.TabularInline):
     show_change_link = True
 
 
-class ServiceSavedAdmin(admin.ModelAdmin):
+class ServiceSavedAdmin(ServiceErrorsAdmin):
     """Plain edits of routable configuration go through ``admin_edits``: audited, checked
-    against the operator's permissions, and published to the gateways on commit."""
+    against the operator's permissions and the rules that keep routed versions reachable,
+    and published to the gateways on commit."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         admin_edits.save_object(obj, actor=request.user, changed=form.changed_data)
@@ -133,11 +188,12 @@ class ServiceSavedAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         instances = formset.save(commit=False)
-        for obj in formset.deleted_objects:
-            admin_edits.delete_object(obj, actor=request.user)
         changed = {id(obj): fields for obj, fields in formset.changed_objects}
-        for obj in instances:
-            admin_edits.save_object(obj, actor=request.user, changed=changed.get(id(obj), []))
+        admin_edits.save_inline(
+            actor=request.user,
+            saved=[(obj, changed.get(id(obj), [])) for obj in instances],
+            deleted=list(formset.deleted_objects),
+        )
         formset.save_m2m()
 
 
@@ -164,6 +220,12 @@ class ApiVersionAdmin(ServiceSavedAdmin):
     readonly_fields = ["state", "published_at", "deprecated_at", "sunset_at", "retired_at"]
     inlines = [UpstreamTargetInline]
     actions = ["publish", "deprecate", "retire"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Once routed, a version keeps its address (admin_edits refuses the change anyway).
+        if obj is not None and obj.state != VersionState.DRAFT:
+            return [*self.readonly_fields, *admin_edits.ROUTED_BY]
+        return list(self.readonly_fields)
 
     @admin.action(description="Publish selected versions", permissions=["change"])
     def publish(self, request, queryset):

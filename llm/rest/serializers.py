@@ -4,7 +4,7 @@ are ``llm.services``'."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -25,15 +25,15 @@ from llm.models import (
     TargetRole,
 )
 from llm.services import SECRET_MAX
+from portal.models.catalog import Api
 from portal.rest.serializers import MAX_ID
 
 MAX_INT32 = 2**31 - 1
 
 
-def _no_nul(value: str) -> str:
+def _no_nul(value: str) -> None:
     if "\x00" in value:
         raise serializers.ValidationError("Text may not contain NUL characters.")
-    return value
 
 
 class Text(serializers.CharField):
@@ -42,6 +42,19 @@ class Text(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validators.append(_no_nul)
+
+
+class WithLabelField(serializers.Serializer):
+    # A serializer with a ``label`` input, declared in ``get_fields`` rather than as a class
+    # attribute: on the class, ``label`` would be the serializer's own caption (``Field.label``).
+    # (A comment, not a docstring: the API schema shows docstrings as descriptions.)
+
+    label_field: ClassVar[dict[str, Any]] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["label"] = Text(max_length=80, required=False, allow_blank=True, **self.label_field)
+        return fields
 
 
 # -- providers ---------------------------------------------------------------------------------
@@ -73,7 +86,7 @@ class ProviderWriteSerializer(serializers.Serializer):
 
 
 class ProviderKeySerializer(serializers.ModelSerializer):
-    provider = serializers.PrimaryKeyRelatedField(read_only=True)
+    provider: serializers.PrimaryKeyRelatedField[Provider] = serializers.PrimaryKeyRelatedField(read_only=True)
     state = serializers.ChoiceField(choices=KeyState.choices, read_only=True)
     last4 = serializers.CharField(
         read_only=True, help_text="The credential's last four characters (empty for short ones); never the secret."
@@ -96,7 +109,11 @@ class ProviderKeySerializer(serializers.ModelSerializer):
         ref_name = "LlmProviderKey"
 
 
-class ProviderKeyCreateSerializer(serializers.Serializer):
+class ProviderKeyCreateSerializer(WithLabelField):
+    """A credential for a provider's pool."""
+
+    label_field = {"default": ""}
+
     provider = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of the provider.")
     secret = Text(
         max_length=SECRET_MAX,
@@ -104,7 +121,6 @@ class ProviderKeyCreateSerializer(serializers.Serializer):
         style={"input_type": "password"},
         help_text="The provider's API key. Stored encrypted; never shown again.",
     )
-    label = Text(max_length=80, required=False, allow_blank=True, default="")
     priority = serializers.IntegerField(min_value=0, max_value=1000, required=False, default=0)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
@@ -112,8 +128,9 @@ class ProviderKeyCreateSerializer(serializers.Serializer):
         ref_name = "LlmProviderKeyCreate"
 
 
-class ProviderKeyUpdateSerializer(serializers.Serializer):
-    label = Text(max_length=80, required=False, allow_blank=True)
+class ProviderKeyUpdateSerializer(WithLabelField):
+    """A key's label, priority and expiry (its secret is write-once)."""
+
     priority = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -130,17 +147,21 @@ class KeyStateReasonSerializer(serializers.Serializer):
 
 # -- models ------------------------------------------------------------------------------------
 
-PRICE = {
-    "max_digits": 12,
-    "decimal_places": 6,
-    "min_value": 0,
-    "allow_null": True,
-    "help_text": "USD per million tokens; null = unknown (cost recorded as unknown, never 0).",
-}
+
+def _price() -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="USD per million tokens; null = unknown (cost recorded as unknown, never 0).",
+    )
 
 
 class ModelSerializer(serializers.ModelSerializer):
-    provider = serializers.PrimaryKeyRelatedField(read_only=True)
+    provider: serializers.PrimaryKeyRelatedField[Provider] = serializers.PrimaryKeyRelatedField(read_only=True)
     capabilities = serializers.ListField(child=serializers.ChoiceField(choices=Capability.choices), read_only=True)
 
     class Meta:
@@ -161,13 +182,14 @@ class ModelSerializer(serializers.ModelSerializer):
         ref_name = "LlmModel"
 
 
-class ModelWriteSerializer(serializers.Serializer):
-    provider = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of the provider.")
+class ModelUpdateSerializer(serializers.Serializer):
+    """A model's changeable fields (a model stays on its provider)."""
+
     upstream_name = Text(max_length=200, help_text="The provider's model name (Azure: the deployment).")
     display_name = Text(max_length=120, required=False, allow_blank=True, default="")
-    input_price = serializers.DecimalField(required=False, default=None, **PRICE)
-    output_price = serializers.DecimalField(required=False, default=None, **PRICE)
-    cached_input_price = serializers.DecimalField(required=False, default=None, **PRICE)
+    input_price = _price()
+    output_price = _price()
+    cached_input_price = _price()
     context_window = serializers.IntegerField(
         min_value=1, max_value=MAX_INT32, required=False, allow_null=True, default=None
     )
@@ -176,16 +198,16 @@ class ModelWriteSerializer(serializers.Serializer):
     )
 
     class Meta:
-        ref_name = "LlmModelWrite"
+        ref_name = "LlmModelUpdate"
 
 
-class ModelUpdateSerializer(ModelWriteSerializer):
-    """Like ModelWriteSerializer without the provider (a model stays on its provider)."""
+class ModelWriteSerializer(ModelUpdateSerializer):
+    """A new model: its provider, then the same fields."""
 
-    provider = None  # type: ignore[assignment]
+    provider = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of the provider.")
 
     class Meta:
-        ref_name = "LlmModelUpdate"
+        ref_name = "LlmModelWrite"
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -200,7 +222,7 @@ class RouteTargetSerializer(serializers.Serializer):
 
 
 class RouteSerializer(serializers.ModelSerializer):
-    api = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    api: serializers.SlugRelatedField[Api] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     targets = serializers.SerializerMethodField(help_text="Weighted targets (A/B split by weight).")
     fallbacks = serializers.SerializerMethodField(help_text="Model ids tried in this order when the targets fail.")
     pii_mode = serializers.ChoiceField(choices=PiiMode.choices, read_only=True)
@@ -242,7 +264,9 @@ class RouteSerializer(serializers.ModelSerializer):
 class RouteWriteSerializer(serializers.Serializer):
     alias = Text(max_length=100, help_text="The public model name clients send, e.g. gpt-4o-mini or claude:fast.")
     api = serializers.SlugField(max_length=80, help_text="Slug of the AI API that publishes the route.")
-    targets = RouteTargetSerializer(many=True, max_length=20)
+    targets: serializers.ListSerializer[dict[str, int]] = serializers.ListSerializer(
+        child=RouteTargetSerializer(), max_length=20
+    )
     fallbacks = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list, max_length=20
     )

@@ -96,7 +96,8 @@ class ProviderKeyViewSet(StaffViewSet):
     def get_queryset(self) -> QuerySet[ProviderKey]:
         found = ProviderKey.objects.select_related("provider")
         if "provider" in self.request.query_params:
-            found = found.filter(provider_id=id_or_none(self.request.query_params["provider"]))
+            provider = id_or_none(self.request.query_params["provider"])  # not an id: no such provider, none listed
+            found = found.filter(provider_id=provider) if provider is not None else found.none()
         return found.order_by("provider__name", "priority", "pk")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -147,7 +148,8 @@ class ModelViewSet(StaffViewSet):
     def get_queryset(self) -> QuerySet[Model]:
         found = Model.objects.select_related("provider")
         if "provider" in self.request.query_params:
-            found = found.filter(provider_id=id_or_none(self.request.query_params["provider"]))
+            provider = id_or_none(self.request.query_params["provider"])  # not an id: no such provider, none listed
+            found = found.filter(provider_id=provider) if provider is not None else found.none()
         return found.order_by("provider__name", "upstream_name", "pk")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -232,7 +234,7 @@ class RouteViewSet(StaffViewSet):
         services.delete_route(instance, actor=self.request.user)
 
 
-BUDGET_SUBJECTS: dict[str, tuple[type[models.Model], str]] = {
+BUDGET_SUBJECTS: dict[str, tuple[type[ApiKey] | type[Application] | type[Tenant], str]] = {
     BudgetScope.KEY: (ApiKey, "API key"),
     BudgetScope.APPLICATION: (Application, "application"),
     BudgetScope.TENANT: (Tenant, "tenant"),
@@ -275,7 +277,7 @@ class BudgetViewSet(StaffViewSet):
         data = _valid(s.BudgetCreateSerializer, request)
         model, what = BUDGET_SUBJECTS[data.pop("scope")]
         subject = _existing(model, data.pop("subject"), what)
-        budget = services.create_budget(actor=request.user, subject=subject, **data)  # type: ignore[arg-type]
+        budget = services.create_budget(actor=request.user, subject=subject, **data)
         return Response(s.BudgetSerializer(budget).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -8,6 +8,17 @@ change published on commit so the gateways serve the edit at once rather than at
 periodic full reload. Lifecycle moves and subscription decisions have their own services
 (``lifecycle``, ``subscriptions``); key, application and subscription deletes are in
 ``keys``, ``applications`` and ``subscriptions``.
+
+Staff keep the provider rules that protect what the gateways route (``provider.update_version``),
+decided on the locked rows (docs/architecture.md, "What staff may edit in a version"):
+
+- a published or deprecated version keeps its API, base path and host: clients call that
+  address and subscriptions are to that API. Moving it is a new version at the new path,
+  published, and the old one deprecated and retired;
+- a retired version, and its upstream targets, do not change;
+- a routed REST version keeps at least one enabled upstream target, and at most
+  ``provider.MAX_TARGETS``; timeouts and cache TTL stay within ``provider.check_policy``'s caps;
+- a prompt API's version has no upstream targets (its calls go to a model route).
 """
 
 from __future__ import annotations
@@ -16,11 +27,13 @@ from collections.abc import Sequence
 
 from django.db import models, transaction
 
-from portal.models import Api, ApiVersion, AuditAction, Plan, Tenant, UpstreamTarget
+from portal.models import Api, ApiVersion, AuditAction, Plan, Tenant, UpstreamTarget, VersionState
+from portal.models.catalog import ApiKind
 from portal.services import audit
 from portal.services.access import Actor, require_staff
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
+from portal.services.provider import MAX_TARGETS, VERSION_POLICY_FIELDS, check_policy
 
 CatalogObject = Api | ApiVersion | Plan | UpstreamTarget
 
@@ -62,14 +75,63 @@ def _lock(obj: models.Model) -> None:
         raise NotFound(f"This {obj._meta.verbose_name} was deleted meanwhile.")
 
 
-@transaction.atomic
-def save_object(obj: models.Model, *, actor: Actor, changed: Sequence[str] = ()) -> models.Model:
-    """Save an admin-edited (or admin-added) catalog object."""
+# What a published or deprecated version is routed by: it keeps these (see the module's docstring).
+ROUTED_BY = ("api", "base_path", "host")
+_ROUTED_COLUMNS = {"api": "api_id", "base_path": "base_path", "host": "host"}  # compared without loading the API
+
+
+def _version_rules(version: ApiVersion) -> None:
+    """Before saving an edited version: refuse what would silently re-route its callers."""
+    stored = ApiVersion.objects.select_for_update().get(pk=version.pk)
+    if stored.state == VersionState.RETIRED:
+        raise InvalidInput("A retired version cannot change.")
+    if stored.state != VersionState.DRAFT:
+        moved = [
+            name for name, column in _ROUTED_COLUMNS.items() if getattr(stored, column) != getattr(version, column)
+        ]
+        if moved:
+            raise InvalidInput(
+                f"The {', '.join(name.replace('_', ' ') for name in moved)} of a {stored.state} version cannot change: "
+                "clients call it. Create a new version at the new address, publish it, and deprecate this one."
+            )
+    check_policy({name: getattr(version, name) for name in VERSION_POLICY_FIELDS})
+
+
+def _target_rules(target: UpstreamTarget) -> None:
+    """Before saving or deleting a target: its version is locked, and must accept targets."""
+    version = ApiVersion.objects.select_for_update().select_related("api").get(pk=target.version_id)
+    if version.state == VersionState.RETIRED:
+        raise InvalidInput("A retired version's upstream targets cannot change.")
+    if version.api.kind == ApiKind.PROMPT:
+        raise InvalidInput("A prompt API's version has no upstream targets: its calls go to a model route.")
+
+
+def _check_routable(version_pk: int) -> None:
+    """After a version's targets changed: a routed REST version still reaches an upstream."""
+    version = ApiVersion.objects.select_related("api").get(pk=version_pk)
+    targets = version.targets.all()
+    if targets.count() > MAX_TARGETS:
+        raise InvalidInput(f"A version has at most {MAX_TARGETS} upstream targets.")
+    routed = version.state in (VersionState.PUBLISHED, VersionState.DEPRECATED)
+    if routed and version.api.kind == ApiKind.REST and not targets.filter(enabled=True).exists():
+        raise InvalidInput("A routed version needs at least one enabled upstream target.")
+
+
+def _after(obj: models.Model) -> None:
+    if isinstance(obj, UpstreamTarget):
+        _check_routable(obj.version_id)
+
+
+def _save(obj: models.Model, *, actor: Actor, changed: Sequence[str]) -> None:
     created_action, updated_action, _ = _actions(obj)
     adding = obj._state.adding
     require_staff(actor, _permission(obj, "add" if adding else "change"))
     if not adding:
         _lock(obj)
+    if isinstance(obj, ApiVersion) and not adding:
+        _version_rules(obj)
+    if isinstance(obj, UpstreamTarget):
+        _target_rules(obj)
     obj.save()
     audit.record(
         actor,
@@ -80,6 +142,25 @@ def save_object(obj: models.Model, *, actor: Actor, changed: Sequence[str] = ())
         via="admin",
     )
     publish_config_change(f"{obj._meta.label} {obj.pk} {'added' if adding else 'edited'} in admin")
+
+
+def _delete(obj: models.Model, *, actor: Actor) -> None:
+    _, _, deleted_action = _actions(obj)
+    require_staff(actor, _permission(obj, "delete"))
+    _lock(obj)
+    if isinstance(obj, UpstreamTarget):
+        _target_rules(obj)
+    audit.record(actor, deleted_action, obj, tenant=tenant_of(obj), via="admin")
+    label = f"{obj._meta.label} {obj.pk}"
+    obj.delete()
+    publish_config_change(f"{label} deleted in admin")
+
+
+@transaction.atomic
+def save_object(obj: models.Model, *, actor: Actor, changed: Sequence[str] = ()) -> models.Model:
+    """Save an admin-edited (or admin-added) catalog object."""
+    _save(obj, actor=actor, changed=changed)
+    _after(obj)
     return obj
 
 
@@ -87,10 +168,23 @@ def save_object(obj: models.Model, *, actor: Actor, changed: Sequence[str] = ())
 def delete_object(obj: models.Model, *, actor: Actor) -> None:
     """Delete a catalog object (with what hangs on it: an API's versions, plans and
     subscriptions go with it)."""
-    _, _, deleted_action = _actions(obj)
-    require_staff(actor, _permission(obj, "delete"))
-    _lock(obj)
-    audit.record(actor, deleted_action, obj, tenant=tenant_of(obj), via="admin")
-    label = f"{obj._meta.label} {obj.pk}"
-    obj.delete()
-    publish_config_change(f"{label} deleted in admin")
+    _delete(obj, actor=actor)
+    _after(obj)
+
+
+@transaction.atomic
+def save_inline(
+    *,
+    actor: Actor,
+    saved: Sequence[tuple[models.Model, Sequence[str]]],
+    deleted: Sequence[models.Model],
+) -> None:
+    """An admin inline's rows in one go (a version's targets): each saved or deleted as
+    above, the version's rules checked once all are written, so replacing its only target
+    (delete one, add another) is one valid change rather than an invalid step."""
+    for obj in deleted:
+        _delete(obj, actor=actor)
+    for obj, changed in saved:
+        _save(obj, actor=actor, changed=changed)
+    for obj in [*deleted, *(obj for obj, _ in saved)]:
+        _after(obj)

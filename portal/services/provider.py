@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -278,7 +279,8 @@ def _create_target(version: ApiVersion, target: TargetSpec, actor: Actor) -> Ups
     )
 
 
-def _check_policy(fields: dict[str, Any]) -> None:
+def check_policy(fields: Mapping[str, Any]) -> None:
+    """The caps on a version's timeouts and cache TTL (the admin's edits keep them too)."""
     for name in ("connect_timeout_ms", "read_timeout_ms", "total_timeout_ms"):
         if name in fields and fields[name] is not None and fields[name] > MAX_TIMEOUT_MS:
             raise InvalidInput(f"{name.replace('_', ' ')}: at most {MAX_TIMEOUT_MS} ms.")
@@ -340,7 +342,7 @@ def create_version(
         require_api_manager(actor, api, permission="portal.add_apiversion")
         if api.kind != ApiKind.REST:
             raise InvalidInput("Versions of AI APIs are managed by Portico administrators.")
-        _check_policy(policy)
+        check_policy(policy)
         _clean_targets(targets, actor)
         row = ApiVersion(api=api, version=version.strip(), base_path=base_path or None, openapi=openapi or {})
         for name, value in policy.items():
@@ -389,7 +391,7 @@ def update_version(
             # Its document is generated from its schemas when it is published
             # (llm/prompt_openapi.py), and its calls go to a model route, not to upstreams.
             raise InvalidInput("A prompt API's version has no upstream targets and its document is generated.")
-        _check_policy(policy)
+        check_policy(policy)
         changed: list[str] = []
         for name, value in policy.items():
             if value is not None and getattr(row, name) != value:

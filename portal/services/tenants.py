@@ -1,7 +1,12 @@
 """Tenants and their members.
 
 Every change: one transaction, the team's row (and its memberships) locked before anything
-is decided, an audit event; the invitation e-mail goes once the invitation is committed."""
+is decided, an audit event; the invitation e-mail goes once the invitation is committed.
+
+Staff edit memberships in the Django admin's tenant page through the same functions
+(``change_role``, ``remove_member``, ``add_member``), holding ``portal.change_membership``,
+``portal.delete_membership`` or ``portal.add_membership``: the rule that a team keeps an owner
+holds for them too."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -17,7 +23,14 @@ from django.utils.text import slugify
 
 from portal.models import AuditAction, Invitation, Membership, Role, Tenant
 from portal.services import audit, notifications
-from portal.services.access import Actor, person, require_person, require_role
+from portal.services.access import (
+    Actor,
+    person,
+    require_person,
+    require_role,
+    require_role_or_permission,
+    require_staff,
+)
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied, ServiceError
 
 
@@ -152,10 +165,11 @@ def _lock_team(membership: Membership) -> tuple[Tenant, Membership]:
 @transaction.atomic
 def change_role(membership: Membership, role: str, *, actor: Actor) -> Membership:
     tenant, row = _lock_team(membership)
-    mine = require_role(actor, tenant, Role.ADMIN)
+    # Staff holding the permission (the admin's tenant page) act without a membership (None).
+    mine = require_role_or_permission(actor, tenant, Role.ADMIN, permission="portal.change_membership")
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.")
-    if Role.OWNER in (role, row.role) and not mine.has_role(Role.OWNER):
+    if Role.OWNER in (role, row.role) and mine is not None and not mine.has_role(Role.OWNER):
         raise PermissionDenied("Only an owner can make or unmake owners.")
     _keep_an_owner(row, new_role=role)
     previous = row.role
@@ -169,12 +183,27 @@ def change_role(membership: Membership, role: str, *, actor: Actor) -> Membershi
 def remove_member(membership: Membership, *, actor: Actor) -> None:
     tenant, row = _lock_team(membership)
     if row.user_id != getattr(actor, "pk", None):  # anyone may leave; removing others needs admin
-        mine = require_role(actor, tenant, Role.ADMIN)
-        if row.role == Role.OWNER and not mine.has_role(Role.OWNER):
+        mine = require_role_or_permission(actor, tenant, Role.ADMIN, permission="portal.delete_membership")
+        if row.role == Role.OWNER and mine is not None and not mine.has_role(Role.OWNER):
             raise PermissionDenied("Only an owner can remove an owner.")
     _keep_an_owner(row, new_role=None)
     audit.record(actor, AuditAction.MEMBER_REMOVED, row, tenant=tenant, user=row.user.get_username())
     row.delete()
+
+
+@transaction.atomic
+def add_member(tenant: Tenant, user: User, role: str, *, actor: Actor) -> Membership:
+    """Staff put someone in a team directly (the admin's tenant page); members invite instead,
+    so the person confirms their address by accepting."""
+    require_staff(actor, "portal.add_membership")
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises the team's membership changes
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}; use one of: {', '.join(Role.values)}.")
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise InvalidInput(f"{user.get_username()} is already a member of {tenant.name}.")
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    audit.record(actor, AuditAction.MEMBER_JOINED, membership, tenant=tenant, role=role, via="admin")
+    return membership
 
 
 def _keep_an_owner(membership: Membership, new_role: str | None) -> None:

@@ -1,13 +1,15 @@
 """Usage pages and the log explorer: a tenant's own (``/usage/...``, the current tenant) and
 the platform's (``/staff/...``, staff only). Thin: who may see what, and every query, are
 ``analytics.dashboards``' and ``analytics.explorer``'s; a bad query parameter is a form error
-(400) on the page, and anything out of scope a 404."""
+(400) on the page (``form_errors`` on the query string's form), and anything out of scope a
+404 (``service_errors``: NotFound)."""
 
 from __future__ import annotations
 
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -16,8 +18,9 @@ from django.utils import timezone
 from analytics import dashboards, explorer
 from portal.models import Api, Application, Tenant
 from portal.services.catalog import visible_apis
-from portal.services.errors import InvalidInput, NotFound, ServiceError
+from portal.services.errors import InvalidInput
 from portal.views.context import current_tenant
+from portal.views.service_errors import form_errors, service_errors
 
 
 def _tenant(request: HttpRequest) -> Tenant:
@@ -30,6 +33,15 @@ def _tenant(request: HttpRequest) -> Tenant:
 def _staff(request: HttpRequest) -> None:
     if not dashboards.is_staff(request.user):
         raise Http404("No such page.")
+
+
+def _query(request: HttpRequest) -> forms.Form:
+    """The query string as a form: what the services refuse in it (InvalidInput) becomes its error."""
+    return forms.Form(request.GET)
+
+
+def _error(form: forms.Form) -> str | None:
+    return " ".join(form.non_field_errors()) or None
 
 
 def _picker(request: HttpRequest) -> dict[str, Any]:
@@ -62,19 +74,16 @@ def _without(request: HttpRequest, *names: str) -> str:
 
 
 def _dashboard(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
-    context: dict[str, Any] = {"scope": tenant, "picker": _picker(request), "error": None, "data": None}
-    status = 200
-    try:
+    context: dict[str, Any] = {"scope": tenant, "picker": _picker(request), "data": None}
+    query = _query(request)
+    with form_errors(query, catch=InvalidInput) as outcome:
         window = dashboards.parse_window(request.GET, default="day")
         drill = dashboards.parse_drill(request.GET)
         context["data"] = dashboards.dashboard(request.user, tenant, window, drill=drill)
         context["tz"] = window.tz.key
         context["window"] = window
-    except InvalidInput as error:
-        context["error"] = error.message
-        status = 400
-    except NotFound:
-        raise Http404("No such page.") from None
+    context["error"] = _error(query)
+    status = 200 if outcome.ok else 400
     context["calls_url"] = "usage_calls" if tenant is not None else "staff_calls"
     context["query"] = request.GET.urlencode()
     # Per top list, the page's query without that list's own filter: a row's link sets it.
@@ -84,11 +93,13 @@ def _dashboard(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
 
 
 @login_required
+@service_errors()
 def usage(request: HttpRequest) -> HttpResponse:
     return _dashboard(request, _tenant(request))
 
 
 @login_required
+@service_errors()
 def staff_dashboard(request: HttpRequest) -> HttpResponse:
     _staff(request)
     return _dashboard(request, None)
@@ -109,22 +120,18 @@ def _explorer(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
         "scope": tenant,
         "picker": _picker(request),
         "params": request.GET,
-        "error": None,
         "page": None,
         "prefix": prefix,
         **_choices(tenant),
     }
-    status = 200
-    try:
+    form = _query(request)
+    with form_errors(form, catch=InvalidInput) as outcome:
         filters = explorer.parse_filter(request.GET)
         context["page"] = explorer.list_calls(request.user, tenant, filters, after=request.GET.get("after") or None)
         context["tz"] = filters.window.tz
         context["window"] = filters.window
-    except InvalidInput as error:
-        context["error"] = error.message
-        status = 400
-    except NotFound:
-        raise Http404("No such page.") from None
+    context["error"] = _error(form)
+    status = 200 if outcome.ok else 400
     query = request.GET.copy()
     query.pop("after", None)
     context["query"] = query.urlencode()
@@ -132,25 +139,21 @@ def _explorer(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
 
 
 @login_required
+@service_errors()
 def usage_calls(request: HttpRequest) -> HttpResponse:
     return _explorer(request, _tenant(request))
 
 
 @login_required
+@service_errors()
 def staff_calls(request: HttpRequest) -> HttpResponse:
     _staff(request)
     return _explorer(request, None)
 
 
 def _call(request: HttpRequest, tenant: Tenant | None, request_id: str) -> HttpResponse:
-    try:
-        tz = dashboards.zone(request.GET.get("tz"))
-    except InvalidInput:
-        tz = dashboards.zone(None)
-    try:
-        found = explorer.get_call(request.user, tenant, request_id)
-    except ServiceError:
-        raise Http404("No such call.") from None
+    tz = dashboards.zone_or_utc(request.GET.get("tz"))
+    found = explorer.get_call(request.user, tenant, request_id)  # NotFound: a 404 (service_errors)
     call = found["call"]
     fields = [
         (f.verbose_name, getattr(call, f.name))
@@ -168,24 +171,24 @@ def _call(request: HttpRequest, tenant: Tenant | None, request_id: str) -> HttpR
 
 
 @login_required
+@service_errors()
 def usage_call(request: HttpRequest, request_id: str) -> HttpResponse:
     return _call(request, _tenant(request), request_id)
 
 
 @login_required
+@service_errors()
 def staff_call(request: HttpRequest, request_id: str) -> HttpResponse:
     _staff(request)
     return _call(request, None, request_id)
 
 
 def _export(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
-    try:
+    with form_errors(_query(request), catch=InvalidInput) as outcome:
         filters = explorer.parse_filter(request.GET)
         lines = explorer.export_csv(request.user, tenant, filters)
-    except InvalidInput:
+    if not outcome.ok:
         return _explorer(request, tenant)  # the same form error, on the page
-    except NotFound:
-        raise Http404("No such page.") from None
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     name = f"calls-{timezone.now():%Y%m%d-%H%M%S}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -194,11 +197,13 @@ def _export(request: HttpRequest, tenant: Tenant | None) -> HttpResponse:
 
 
 @login_required
+@service_errors()
 def usage_export(request: HttpRequest) -> HttpResponse:
     return _export(request, _tenant(request))
 
 
 @login_required
+@service_errors()
 def staff_export(request: HttpRequest) -> HttpResponse:
     _staff(request)
     return _export(request, None)
