@@ -73,6 +73,7 @@ DEFAULT_VERSION = "2025-03-26"
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
 MAX_BATCH = 32
 PAGE_SIZE = 100
+PAGE_BYTES = 1024 * 1024
 SERVER_INFO = {"name": "portico-gateway", "title": "Portico API gateway", "version": "1.0"}
 INSTRUCTIONS = (
     "Each tool is one operation of an API your key's application is subscribed to; a call is an "
@@ -242,12 +243,13 @@ class McpRestCall(Call):
 class McpCall(Call):
     record_class = McpCallRecord
 
-    __slots__ = ("protocol_version", "inner_calls")
+    __slots__ = ("protocol_version", "inner_calls", "requests")
 
     def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Receive, send: Send):
         super().__init__(gateway, scope, receive, send)
         self.protocol_version = DEFAULT_VERSION
         self.inner_calls = 0  # API calls made (each leaves its own record)
+        self.requests = 0  # JSON-RPC requests answered (a batch holds several)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -373,6 +375,7 @@ class McpCall(Call):
             if not isinstance(method, str):
                 return _error(None, INVALID_REQUEST, "The method must be a string.")
             return None  # notifications/initialized, cancelled, ...: nothing to do when stateless
+        self.requests += 1
         request_id = message["id"]
         if not _valid_id(request_id):
             return _error(None, INVALID_REQUEST, "The id must be a string or an integer.")
@@ -460,10 +463,19 @@ class McpCall(Call):
         start = 0
         cursor = params.get("cursor")
         if cursor is not None:
-            if not isinstance(cursor, str) or cursor[:1] != "p" or not cursor[1:].isdigit() or len(cursor) > 12:
+            # isascii: str.isdigit() also passes '²', which int() refuses (a 500).
+            digits = cursor[1:] if isinstance(cursor, str) and cursor[:1] == "p" else ""
+            if not digits.isascii() or not digits.isdigit() or len(digits) > 11:
                 raise RpcError(INVALID_PARAMS, "Invalid cursor.")
-            start = int(cursor[1:])
-        end = start + PAGE_SIZE
+            start = int(digits)
+        # A page ends at PAGE_SIZE tools or PAGE_BYTES of entries, whichever comes first
+        # (at least one tool): what one request may make the worker encode.
+        end, size = start, 0
+        while end < len(tools) and end - start < PAGE_SIZE:
+            size += tools[end].size
+            if size > PAGE_BYTES and end > start:
+                break
+            end += 1
         result: dict[str, Any] = {"tools": [tool.definition for tool in tools[start:end]]}
         if end < len(tools):
             result["nextCursor"] = f"p{end}"
@@ -617,9 +629,11 @@ class McpCall(Call):
         await self.finish(body)
 
     def record_call(self) -> None:
-        if self.inner_calls:
+        if self.inner_calls and self.inner_calls >= self.requests:
             # The API calls this request made are its records (channel "mcp"); one more
-            # for the envelope would count each tool call twice.
+            # for the envelope would count each tool call twice. A batch where some request
+            # made no API call (a refused tool call, a ping) is recorded as itself too, or
+            # that refusal would be in no record.
             self.recorded = True
             return
         super().record_call()

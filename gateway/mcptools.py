@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -36,6 +36,15 @@ MAX_TOOLS_PER_VERSION = 256
 MAX_REF_DEPTH = 8  # nested $ref expansions along one branch (a cycle is cut at its first repeat)
 MAX_NESTING = 48  # schema nesting, refs or not (Python recursion stays far from its limit)
 MAX_SCHEMA_NODES = 5000  # per tool: what a list of tools may cost a client (and us, to encode)
+# Per version, shared by its tools: every worker builds every version's tools at start, so a
+# document whose 256 operations each expand to MAX_SCHEMA_NODES must not cost each worker
+# over a million nodes. Tools past the budget are listed with their schemas slimmed.
+MAX_VERSION_NODES = 100_000
+# A tool's tools/list entry, encoded. Nodes alone do not bound it: one huge string (a
+# description, an enum value) that many operations reference is counted once per operation,
+# so a 1 MiB document could make a 90 MB page. Over the cap, the schema is listed without
+# its property schemas (the call is still checked by the API); a tool still over is left out.
+MAX_TOOL_BYTES = 64 * 1024
 METHODS = ("get", "put", "post", "delete", "patch")
 # Headers a tool argument may never set: the gateway writes them itself, they carry the
 # consumer's key, or they frame the request (a tool header is one value, never framing).
@@ -94,6 +103,7 @@ class McpTool:
     body_prop: str = ""  # the property holding the JSON request body; "" when none
     body_required: bool = False
     definition: dict[str, Any] = field(default_factory=dict, compare=False)  # the tools/list entry
+    size: int = field(default=0, compare=False)  # the entry's encoded bytes (tools/list pages by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +181,23 @@ class _SchemaTooLarge(Exception):
     pass
 
 
-class _Resolver:
-    """Inlines local ``$ref``s of one document, within a node budget shared by one tool."""
+class _Budget:
+    """Nodes a version's tools may still expand (MAX_VERSION_NODES)."""
 
-    def __init__(self, document: Mapping[str, Any]):
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = MAX_VERSION_NODES):
+        self.left = left
+
+
+class _Resolver:
+    """Inlines local ``$ref``s of one document, within a node budget of one tool and the
+    budget its version's tools share."""
+
+    def __init__(self, document: Mapping[str, Any], budget: _Budget | None = None):
         self.document = document
         self.nodes = 0
+        self.budget = budget or _Budget()
 
     def pointer(self, ref: str) -> Any:
         node: Any = self.document
@@ -195,7 +216,8 @@ class _Resolver:
         expanded above this node: a reference met again there is a cycle (a tree of
         categories), given as any value rather than expanded again."""
         self.nodes += 1
-        if self.nodes > MAX_SCHEMA_NODES:
+        self.budget.left -= 1
+        if self.nodes > MAX_SCHEMA_NODES or self.budget.left < 0:
             raise _SchemaTooLarge
         if depth > MAX_NESTING:
             return {}
@@ -293,10 +315,15 @@ def _operations(document: Mapping[str, Any]) -> Iterable[tuple[str, str, Mapping
 
 
 def _rest_tool(
-    source: VersionSource, path: str, method: str, operation: Mapping[str, Any], shared: list[Any]
+    source: VersionSource,
+    path: str,
+    method: str,
+    operation: Mapping[str, Any],
+    shared: list[Any],
+    budget: _Budget | None = None,
 ) -> McpTool:
     document = source.document
-    resolver = _Resolver(document)
+    resolver = _Resolver(document, budget)
     # Operation parameters override the path item's of the same name and location.
     declared: dict[tuple[str, str], Mapping[str, Any]] = {}
     swagger_body: Mapping[str, Any] | None = None
@@ -420,16 +447,54 @@ def _prompt_tool(source: VersionSource) -> McpTool | None:
     )
 
 
+def _encoded_size(definition: dict[str, Any]) -> int:
+    """The bytes of a tools/list entry once named; over any cap when it cannot be encoded
+    (an integer past 64 bits: JSON allows it, orjson refuses it), so it is listed slim."""
+    try:
+        return len(orjson.dumps(definition)) + MAX_NAME
+    except TypeError:  # orjson.JSONEncodeError
+        return MAX_TOOL_BYTES + 1
+
+
+def _bounded(tool: McpTool | None) -> McpTool | None:
+    """``tool`` with its encoded entry at most MAX_TOOL_BYTES (the name, set later, is at
+    most MAX_NAME): as it is, else with every property typed as any value, else None."""
+    if tool is None:
+        return None
+    size = _encoded_size(tool.definition)
+    if size > MAX_TOOL_BYTES:
+        schema = tool.definition.get("inputSchema") or {}
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        slim: dict[str, Any] = {"type": "object"}
+        if isinstance(properties, dict):
+            slim["properties"] = {
+                name: {"type": "object"} if name == tool.body_prop and tool.kind == "rest" else {}
+                for name in properties
+            }
+            slim["additionalProperties"] = False
+        if isinstance(schema, dict) and isinstance(schema.get("required"), list):
+            slim["required"] = schema["required"]
+        definition = {**tool.definition, "inputSchema": slim}
+        size = _encoded_size(definition)
+        if size > MAX_TOOL_BYTES:
+            return None
+        tool = replace(tool, definition=definition)
+    return replace(tool, size=size)
+
+
 def tools_of_version(source: VersionSource) -> list[McpTool]:
     """The tools of one version, in document order, names not yet made unique."""
     if source.kind == "prompt":
-        tool = _prompt_tool(source)
+        tool = _bounded(_prompt_tool(source))
         return [tool] if tool else []
     if not isinstance(source.document, Mapping):
         return []
     tools = []
+    budget = _Budget()
     for path, method, operation, shared in _operations(source.document):
-        tools.append(_rest_tool(source, path, method, operation, shared))
+        tool = _bounded(_rest_tool(source, path, method, operation, shared, budget))
+        if tool is not None:
+            tools.append(tool)
         if len(tools) >= MAX_TOOLS_PER_VERSION:
             break
     return tools
@@ -468,7 +533,10 @@ def build_catalog(
     memo: dict[tuple[Any, ...], list[McpTool]] = {}
     by_name: dict[str, McpTool] = {}
     by_api: dict[int, list[McpTool]] = {}
-    for source in sorted(sources, key=lambda s: (s.api_slug, s.version_id)):
+    # Oldest API first: a clash of names suffixes the newcomer, so a name an agent knows
+    # never moves to an API published later (slugs allow '_', so another tenant's slug can
+    # be a prefix of this one's and its operation complete the name).
+    for source in sorted(sources, key=lambda s: (s.api_id, s.version_id)):
         key = _memo_key(source)
         tools = _memo.get(key)
         if tools is None:
@@ -487,6 +555,7 @@ def build_catalog(
                 body_prop=tool.body_prop,
                 body_required=tool.body_required,
                 definition={**tool.definition, "name": name},
+                size=tool.size,
             )
             by_name[name] = final
             by_api.setdefault(tool.api_id, []).append(final)

@@ -50,6 +50,7 @@ from llm.prompts import (
     MAX_INPUT_DEPTH,
     FieldError,
     PromptSpec,
+    RenderTooLarge,
     answer_text,
     chat_request,
     check_output,
@@ -263,7 +264,10 @@ class PromptCall(AiCall):
         self.client_stream = body.get("stream") is True
         # JSON answers are checked whole before the client sees them: streamed as one delta.
         self.stream = self.client_stream and not spec.json_output
-        system, user = render(spec, input_of(body))
+        try:
+            system, user = render(spec, input_of(body))
+        except RenderTooLarge as too_large:
+            raise Refusal(413, "prompt_too_large", str(too_large)) from None
         self.request = chat_request(spec, system, user, structured=structured_output(route))
         if self.stream:
             self.request["stream"] = True

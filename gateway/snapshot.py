@@ -8,7 +8,7 @@ serves from atomically when the config version in Redis changes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -172,7 +172,13 @@ def _prompt_spec(version: ApiVersion) -> PromptSpec | None:
         row = version.prompt
     except ObjectDoesNotExist:
         return None
-    return spec_from_row(row, row.route.alias, version_id=version.pk)
+    spec = spec_from_row(row, row.route.alias, version_id=version.pk)
+    model_api = row.route.api
+    if model_api.visibility != "public" and model_api.owner_id != version.api.owner_id:
+        # Another team's private AI API: a prompt API on it would open it to every caller of
+        # the prompt API (a row that bypassed prompt_services.available_routes).
+        return replace(spec, broken="its model route is another team's private AI API")
+    return spec
 
 
 def build_snapshot(config_version: int) -> Snapshot:
@@ -192,7 +198,7 @@ def build_snapshot(config_version: int) -> Snapshot:
                 state__in=[VersionState.PUBLISHED, VersionState.DEPRECATED, VersionState.RETIRED],
                 api__kind__in=["rest", "prompt"],
             )
-            .select_related("api", "prompt__route")
+            .select_related("api", "prompt__route__api")
             .prefetch_related("targets")
         )
         for v in versions:

@@ -28,6 +28,7 @@ from llm.pii import apply_policy, restore_completion
 from llm.prompts import (
     FieldError,
     PromptSpec,
+    RenderTooLarge,
     answer_text,
     chat_request,
     check_output,
@@ -98,7 +99,10 @@ def run_draft(prompt_version: PromptVersion, inputs: dict[str, Any]) -> Playgrou
         errors = validate_input(spec, inputs)
         if errors:
             raise _Failed("invalid_input", "The input does not match the input schema.", errors)
-        result.system_prompt, result.user_prompt = render(spec, inputs)
+        try:
+            result.system_prompt, result.user_prompt = render(spec, inputs)
+        except RenderTooLarge as too_large:
+            raise _Failed("prompt_too_large", str(too_large)) from None
         route = build_ai_config().routes.get(spec.route_alias)
         if route is None or route.state == "retired":
             raise _Failed(

@@ -9,8 +9,9 @@ Decisions:
 - **Routes.** A version runs on a model route whose AI API is being served: its latest
   non-draft version (the one whose state the gateway gives its routes, see llm/snapshot.py)
   is published or deprecated. A route of a draft-only or retired AI API would make the
-  prompt API answer 404/410, so it is not offered. A route may be used by any team: the
-  prompt API's own plans and subscriptions decide who calls it, not the AI API's.
+  prompt API answer 404/410, so it is not offered. A route of a public AI API may be used by
+  any team (the prompt API's own plans and subscriptions decide who calls it, not the AI
+  API's); a private AI API's routes only by its owner team.
 - **Immutability.** Once a version is published its prompt (system prompt, template,
   schemas, output mode, route, temperature, max tokens) is frozen: clients and the generated
   OpenAPI document rely on it. A change is a new version (``copy_from`` starts it from an
@@ -28,12 +29,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from llm.models import ModelRoute, OutputMode, PromptApi, PromptVersion
 from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, template_variables
 from portal.models import Api, ApiVersion, AuditAction, Tenant, VersionState
-from portal.models.catalog import ApiKind
+from portal.models.catalog import ApiKind, Visibility
 from portal.services import audit
 from portal.services.access import Actor
 from portal.services.config_signal import publish_config_change
@@ -69,9 +70,13 @@ STARTER_INPUT_SCHEMA: dict[str, Any] = {
 # --- reading -------------------------------------------------------------------------------
 
 
-def available_routes() -> QuerySet[ModelRoute]:
+def available_routes(owner: Tenant | int | None = None) -> QuerySet[ModelRoute]:
     """Routes a prompt version may run on: those of AI APIs whose latest non-draft version
-    is published or deprecated (what the gateway serves as live)."""
+    is published or deprecated (what the gateway serves as live), and that the prompt API's
+    ``owner`` team may see: public AI APIs and its own private ones. Another team's private
+    AI API (its own models, perhaps its own provider keys) is not offered: a prompt API on it
+    would open it to everyone subscribed to the prompt API. Without ``owner`` (staff, in the
+    Django admin): every served route."""
     serving: list[int] = []
     seen: set[int] = set()
     versions = (
@@ -86,7 +91,10 @@ def available_routes() -> QuerySet[ModelRoute]:
         seen.add(api_id)
         if state in SERVING_STATES:
             serving.append(api_id)
-    return ModelRoute.objects.filter(api_id__in=serving).order_by("alias")
+    routes = ModelRoute.objects.filter(api_id__in=serving)
+    if owner is not None:
+        routes = routes.filter(Q(api__visibility=Visibility.PUBLIC) | Q(api__owner=owner))
+    return routes.order_by("alias")
 
 
 def prompt_of(version: ApiVersion) -> PromptVersion:
@@ -171,9 +179,9 @@ def _full_clean(obj: Any, exclude: list[str] | None = None) -> None:
         raise InvalidInput(" ".join(error.messages)) from error
 
 
-def _route(route: ModelRoute | int | str) -> ModelRoute:
-    """The route by row, id or alias, among those a prompt may run on."""
-    routes = available_routes()
+def _route(route: ModelRoute | int | str, owner: Tenant | int) -> ModelRoute:
+    """The route by row, id or alias, among those a prompt of ``owner``'s API may run on."""
+    routes = available_routes(owner)
     if isinstance(route, ModelRoute):
         found = routes.filter(pk=route.pk).first()
     elif isinstance(route, int):
@@ -273,7 +281,7 @@ def create_prompt_version(
             fields.update({name: getattr(source, name) for name in PROMPT_FIELDS})
         fields.update(prompt)
         _refuse_on(prompt_errors(fields))
-        chosen = _route(route)
+        chosen = _route(route, api.owner_id)
         row = ApiVersion(api=api, version=version.strip(), base_path=base_path or None)
         _full_clean(row)
         try:
@@ -320,7 +328,7 @@ def update_prompt(
         for name in changed:
             setattr(row, name, fields[name])
         if route is not None:
-            chosen = _route(route)
+            chosen = _route(route, version.api.owner_id)
             if chosen.pk != row.route_id:
                 row.route = chosen
                 changed.append("route")
@@ -337,6 +345,8 @@ def check_publishable(version: ApiVersion) -> PromptVersion:
     if prompt is None:
         raise InvalidInput(f"Version {version.version} has no prompt yet; write one before publishing.")
     _refuse_on(prompt_errors({name: getattr(prompt, name) for name in PROMPT_FIELDS}))
-    if not available_routes().filter(pk=prompt.route_id).exists():
-        raise InvalidInput(f"The model route {prompt.route.alias} is not published; choose another route.")
+    if not available_routes(version.api.owner_id).filter(pk=prompt.route_id).exists():
+        raise InvalidInput(
+            f"The model route {prompt.route.alias} is not published or not open to this team; choose another route."
+        )
     return prompt

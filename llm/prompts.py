@@ -18,7 +18,7 @@ the checks around it. Pure (no Django): the gateway's request path, the playgrou
 Schemas come from API owners and bodies from anyone holding a key, so both are hostile:
 validation never fetches anything (``offline=True``; ``check_schema`` refuses any ``$ref``
 that is not local), sizes and depths are capped, regular expressions run in the Rust
-engine with a backtracking limit (``jsonschema_rs``), error lists and messages are capped,
+engine without backtracking (``jsonschema_rs.RegexOptions``), error lists and messages are capped,
 and messages never echo the client's values (``mask``).
 """
 
@@ -52,6 +52,10 @@ MAX_INPUT_DEPTH = 254
 # invalid body costs to report: the validator converts the offending instance into Python
 # to build each error, element by element.
 MAX_BODY_BYTES = 1024 * 1024
+# The rendered user message: a template may name one variable many times (50k characters
+# hold 6,000 '{{text}}'), and each copy of a 1 MiB value is a 1 MiB string, so without a cap
+# one request could make the worker build gigabytes. Far past any model's context window.
+MAX_RENDERED_CHARS = 4 * 1024 * 1024
 MAX_FIELD_ERRORS = 50  # a 422 lists at most this many fields
 MAX_MESSAGE_CHARS = 300
 MAX_PATH_CHARS = 200
@@ -60,8 +64,6 @@ RESERVED_KEYS = frozenset({"stream"})  # request-body keys that steer the call, 
 
 # A placeholder is a bare name, whitespace allowed inside the braces: {{ text }}.
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-# Anything that looks like a placeholder attempt, to report malformed ones at save time.
-BRACES = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords that change the base URI or resolve dynamically: with them a "local" $ref could
 # name another resource, so they are refused outright.
@@ -231,7 +233,8 @@ def check_schema(schema: Any, *, require_object: bool = True) -> list[str]:
     try:
         _validator(_schema_key(schema))
     except Exception as error:  # e.g. a $ref to a missing local definition, a bad regex
-        problems.append(f"The schema cannot be compiled: {_short(str(error))}")
+        hint = " (patterns may not use lookaround or backreferences)" if "regex" in str(error) else ""
+        problems.append(f"The schema cannot be compiled{hint}: {_short(str(error))}")
     return problems
 
 
@@ -310,13 +313,28 @@ def template_variables(template: str) -> list[str]:
     return list(seen)
 
 
+def _braced(template: str) -> Iterator[str]:
+    """What stands between each ``{{`` and the next ``}}`` (anything that looks like a
+    placeholder attempt, to report malformed ones). With ``str.find``: the regular
+    expression ``\\{\\{(.*?)\\}\\}`` rescanned to the end from every ``{{`` without a
+    closing ``}}``, quadratic in a template of braces, and specs are checked on every
+    snapshot build of every worker."""
+    start = 0
+    while (opened := template.find("{{", start)) >= 0:
+        closed = template.find("}}", opened + 2)
+        if closed < 0:
+            return
+        yield template[opened + 2 : closed]
+        start = closed + 2
+
+
 def template_errors(template: str, input_schema: Any) -> list[str]:
     """Save-time problems of a user template against its input schema: malformed
     placeholders (``{{ a.b }}``, ``{{ x | upper }}``: no expressions exist) and names that are
     not top-level properties of the schema (or are reserved, such as ``stream``)."""
     problems: list[str] = []
-    for match in BRACES.finditer(template):
-        inner = match.group(1).strip()
+    for inner in _braced(template):
+        inner = inner.strip()
         if not _IDENTIFIER.fullmatch(inner):
             problems.append(f"{{{{{_short(inner, 40)}}}}} is not a placeholder: use {{{{name}}}} with a property name.")
     properties = input_schema.get("properties") if isinstance(input_schema, dict) else None
@@ -339,15 +357,25 @@ def value_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+class RenderTooLarge(ValueError):
+    """The rendered user message would exceed MAX_RENDERED_CHARS."""
+
+
 def render(spec: PromptSpec, inputs: Json) -> tuple[str, str]:
     """(system prompt, user message). One pass over the template: values are inserted and
-    never scanned again; a placeholder whose property is absent (optional) becomes ''."""
-
-    def substitute(match: re.Match[str]) -> str:
+    never scanned again; a placeholder whose property is absent (optional) becomes ''.
+    RenderTooLarge, before anything is built, when the message would exceed
+    MAX_RENDERED_CHARS."""
+    texts: dict[str, str] = {}
+    size = len(spec.user_template)
+    for match in PLACEHOLDER.finditer(spec.user_template):
         name = match.group(1)
-        return value_text(inputs[name]) if name in inputs else ""
-
-    return spec.system_prompt, PLACEHOLDER.sub(substitute, spec.user_template)
+        if name not in texts:
+            texts[name] = value_text(inputs[name]) if name in inputs else ""
+        size += len(texts[name])
+        if size > MAX_RENDERED_CHARS:
+            raise RenderTooLarge(f"The prompt would be longer than {MAX_RENDERED_CHARS} characters.")
+    return spec.system_prompt, PLACEHOLDER.sub(lambda match: texts[match.group(1)], spec.user_template)
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -356,8 +384,15 @@ def render(spec: PromptSpec, inputs: Json) -> tuple[str, str]:
 @lru_cache(maxsize=512)
 def _validator(schema_json: bytes) -> Any:
     """A compiled validator per schema content. ``offline``: no reference is ever fetched;
-    ``mask``: messages say "value" instead of quoting the client's data."""
-    return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json), mask="value", offline=True)
+    ``mask``: messages say "value" instead of quoting the client's data; ``RegexOptions``:
+    ``pattern`` and ``patternProperties`` run in the linear-time engine. The default
+    (fancy-regex) backtracks for backreferences and lookaround: ``^(a+)+\\1$`` against a
+    string of 'a's grows faster than its length, and validation runs on the event loop. A
+    schema needing those features does not compile, so ``check_schema`` refuses it and a
+    stored one is served as broken (503)."""
+    return jsonschema_rs.Draft202012Validator(
+        orjson.loads(schema_json), mask="value", offline=True, pattern_options=jsonschema_rs.RegexOptions()
+    )
 
 
 def _schema_key(schema: Json) -> bytes:
@@ -441,15 +476,27 @@ def validate_input(spec: PromptSpec, body: Any) -> list[FieldError]:
 
 # -- the model's answer --------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_FENCE_INFO = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def unfenced(text: str) -> str:
+    """The inside of a Markdown code fence around the whole text (```json ... ```), else the
+    text. String operations, not a regular expression: the answer is the model's, which a
+    caller can steer, and a lazy body before an optional ``\\s*``-bound closing fence
+    backtracks quadratically over a long run of spaces."""
+    stripped = text.strip()
+    if not stripped.startswith("```") or not stripped.endswith("```"):
+        return text
+    newline = stripped.find("\n")
+    if newline < 0 or newline + 1 > len(stripped) - 3 or not _FENCE_INFO.fullmatch(stripped[3:newline].strip()):
+        return text
+    return stripped[newline + 1 : -3]
 
 
 def parse_output(text: str) -> tuple[Any, list[FieldError]]:
     """The answer as JSON; a Markdown code fence around it is tolerated (models add them
     when no structured-output mode held them to plain JSON)."""
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1)
+    text = unfenced(text)
     try:
         return orjson.loads(text), []
     except orjson.JSONDecodeError as error:

@@ -46,7 +46,7 @@ def _prompt(api: Api, pk: int) -> PromptVersion:
 def version_form(api: Api, data: Any = None) -> PromptVersionForm:
     return PromptVersionForm(
         data,
-        routes=prompt_services.available_routes(),
+        routes=prompt_services.available_routes(api.owner_id),
         versions=api.versions.filter(prompt__isnull=False).order_by("-created_at"),
         initial={"base_path": f"/{api.slug}/v{api.versions.count() + 1}", "version": f"v{api.versions.count() + 1}"},
     )
@@ -120,7 +120,7 @@ def _page(
     draft = prompt.version.state == VersionState.DRAFT
     if form is None:
         form = PromptForm(
-            routes=prompt_services.available_routes(),
+            routes=prompt_services.available_routes(api.owner_id),
             initial={"route": prompt.route.alias, **PromptForm.prompt_fields(prompt.__dict__)},
         )
     if not draft:
@@ -153,7 +153,7 @@ def prompt_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     prompt = _prompt(api, pk)
     if request.method != "POST":
         return _page(request, api, prompt)
-    form = PromptForm(request.POST, routes=prompt_services.available_routes())
+    form = PromptForm(request.POST, routes=prompt_services.available_routes(api.owner_id))
     if form.is_valid():
         with form_errors(form) as outcome:
             prompt_services.update_prompt(
