@@ -112,7 +112,7 @@ def _int(params: Mapping[str, str], name: str, label: str) -> int | None:
     value = (params.get(name) or "").strip()
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²".isdigit(): int() fails
         raise InvalidInput(f"The {label} must be a number.")
     return int(value)
 
@@ -134,7 +134,7 @@ def parse_filter(params: Mapping[str, str], *, now: datetime | None = None) -> C
     if raw_status in _STATUS_CLASSES:
         status_class = _STATUS_CLASSES[raw_status]
     elif raw_status:
-        if not raw_status.isdigit() or not 100 <= int(raw_status) <= 599:
+        if not (raw_status.isascii() and raw_status.isdigit()) or not 100 <= int(raw_status) <= 599:
             raise InvalidInput("A status is a code from 100 to 599 or a class such as 4xx.")
         status = int(raw_status)
     # Pasted from a tracing tool, which may print it in capitals; stored in lowercase (W3C).
