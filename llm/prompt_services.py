@@ -37,6 +37,7 @@ from portal.models import Api, ApiVersion, AuditAction, Tenant, VersionState
 from portal.models.catalog import ApiKind, Visibility
 from portal.services import audit
 from portal.services.access import Actor
+from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import require_api_manager, require_team_manager
@@ -282,6 +283,7 @@ def create_prompt_version(
         fields.update(prompt)
         _refuse_on(prompt_errors(fields))
         chosen = _route(route, api.owner_id)
+        refuse_overlap_with_other_teams(base_path or None, owner_id=api.owner_id)
         row = ApiVersion(api=api, version=version.strip(), base_path=base_path or None)
         _full_clean(row)
         try:

@@ -21,6 +21,7 @@ from portal.models import ApiVersion, AuditAction, VersionState
 from portal.models.catalog import ApiKind, base_path_refusal
 from portal.services import audit
 from portal.services.access import Actor
+from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import IllegalTransition, InvalidInput, NotFound
 from portal.services.ownership import require_api_manager
@@ -102,6 +103,9 @@ def publish_version(version: ApiVersion, *, actor: Actor) -> ApiVersion:
     # (operations under /_portico, the LLM endpoints under /v1).
     if refusal := base_path_refusal(row.base_path):
         raise InvalidInput(refusal)
+    # Checked again here, when the path becomes routed: two teams' drafts may have been
+    # saved at nesting paths at the same moment.
+    refuse_overlap_with_other_teams(row.base_path, owner_id=row.api.owner_id, version_id=row.pk)
     if row.api.kind == ApiKind.AI:
         # An AI API's version carries only the lifecycle: its model routes (llm.ModelRoute)
         # say where calls go, so it needs neither a base path nor upstream targets.

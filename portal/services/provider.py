@@ -31,6 +31,7 @@ from portal.models import Api, ApiVersion, AuditAction, Plan, Role, Subscription
 from portal.models.catalog import ApiKind, UpstreamTarget
 from portal.services import audit
 from portal.services.access import Actor, person, staff_may
+from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.ownership import require_api_manager, require_team_manager
@@ -344,6 +345,7 @@ def create_version(
             raise InvalidInput("Versions of AI APIs are managed by Portico administrators.")
         check_policy(policy)
         _clean_targets(targets, actor)
+        refuse_overlap_with_other_teams(base_path or None, owner_id=api.owner_id)
         row = ApiVersion(api=api, version=version.strip(), base_path=base_path or None, openapi=openapi or {})
         for name, value in policy.items():
             if value is not None:
@@ -400,6 +402,7 @@ def update_version(
         if base_path is not None and base_path != row.base_path:
             if row.state != "draft":
                 raise InvalidInput("The base path of a published version cannot change: clients call it.")
+            refuse_overlap_with_other_teams(base_path, owner_id=row.api.owner_id, version_id=row.pk)
             row.base_path = base_path
             changed.append("base_path")
         if openapi is not None:
