@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# A run is paid on the platform's provider keys and no tenant budget covers it (the
+# per-person and per-team run limits bound how often): each run answers in at most this many
+# tokens, whatever the version's own max_tokens says.
+PLAYGROUND_MAX_TOKENS = 2048
 
 
 @dataclass
@@ -96,6 +100,7 @@ def run_draft(prompt_version: PromptVersion, inputs: dict[str, Any]) -> Playgrou
         )
         if spec.broken:
             raise _Failed("invalid_prompt", spec.broken)
+        spec = replace(spec, max_tokens=min(spec.max_tokens or PLAYGROUND_MAX_TOKENS, PLAYGROUND_MAX_TOKENS))
         errors = validate_input(spec, inputs)
         if errors:
             raise _Failed("invalid_input", "The input does not match the input schema.", errors)

@@ -97,3 +97,20 @@ def test_a_route_whose_api_is_not_served_is_model_unavailable(factory):
     model.api.versions.update(state=VersionState.DRAFT)
     result = run_draft(built.prompt, {"text": "ok", "language": "en"})
     assert result.error_code == "model_unavailable"
+
+
+def test_a_playground_run_answers_in_at_most_its_token_cap_whatever_the_version_asks(factory, mock_llm):
+    # Playground runs are paid on the platform's provider keys with no tenant budget behind them.
+    from llm.prompt_playground import PLAYGROUND_MAX_TOKENS
+
+    model = model_route(factory)
+    built = prompt_api(factory, model, state=VersionState.DRAFT, subscribe=False)
+    built.prompt.max_tokens = 1_000_000
+    built.prompt.save()
+    result = run_draft(built.prompt, {"text": "hello", "language": "en"})
+    assert result.ok, (result.error_code, result.error_message)
+    built.prompt.max_tokens = None
+    built.prompt.save()
+    assert run_draft(built.prompt, {"text": "hello", "language": "en"}).ok
+    first, second = mock_llm.requests(kind="openai")[-2:]
+    assert {first["body"]["max_tokens"], second["body"]["max_tokens"]} == {PLAYGROUND_MAX_TOKENS}
