@@ -42,6 +42,7 @@ from gateway.aicall import AiCall
 from gateway.call import Call
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal
+from llm import pricing
 from llm.canonical import Json, Usage
 from llm.inbound.openai_chat import status_for
 from llm.pii import restore_completion
@@ -147,6 +148,7 @@ class PromptCall(AiCall):
         "held",
         "repaired",
         "first_spend",
+        "attempt_usage",
         "field_errors",
         "preauthenticated",
     )
@@ -169,6 +171,7 @@ class PromptCall(AiCall):
         self.held: Json | None = None  # a JSON-mode completion waiting for its check
         self.repaired = False
         self.first_spend: tuple[Usage, str | None] | None = None  # the first attempt's usage and cost, when repaired
+        self.attempt_usage: Usage | None = None  # the latest model call's own usage (self.usage sums both)
         self.field_errors: list[FieldError] = []
         self.preauthenticated: KeyEntry | None = None
 
@@ -296,9 +299,17 @@ class PromptCall(AiCall):
             # One repair attempt: the bad answer and what is wrong with it, back to the model.
             self.repaired = True
             self.first_spend = (self.usage or Usage(), self.record.cost)
+            # The repair is a second model call the first reservation does not cover: settle
+            # the first attempt's reservation with its own usage, then reserve the repair's
+            # estimate like any call (a refusal is the budget error the first call would have
+            # had; the record keeps the first attempt's tokens). Unreserved, concurrent
+            # repairs could overshoot a token or spend budget by up to 2x.
+            await self.reconcile_budget()
             self.request = repair_request(self.request, text, problems)
             self.apply_policy()
+            await self.reserve_budget(count_request=False)
             self.held = None
+            self.attempt_usage = None
             await self.call_provider()
             completion = self.held
             assert completion is not None
@@ -331,9 +342,26 @@ class PromptCall(AiCall):
 
     # -- accounting -------------------------------------------------------------------------
 
+    async def reconcile_budget(self) -> None:
+        """After a repair the reservation is the repair's: settled with that attempt's own
+        usage (nothing when it was refused or failed), not with the sum of both."""
+        if self.first_spend is None:
+            await super().reconcile_budget()
+            return
+        reservation = self.reservation
+        if reservation is None:
+            return
+        self.reservation = None
+        usage, target = self.attempt_usage, self.served_by
+        if usage is None or target is None:
+            await self.gateway.budgets.reconcile(reservation, 0, Decimal(0))
+            return
+        await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
+
     def note_usage(self, reported: Any, completion: Json | None, *, streamed_tokens: int | None = None) -> None:
         """After a repair, the record carries both attempts' tokens and cost."""
         super().note_usage(reported, completion, streamed_tokens=streamed_tokens)
+        self.attempt_usage = self.usage
         if self.first_spend is None or self.usage is None:
             return
         first, first_cost = self.first_spend
