@@ -349,13 +349,21 @@ class AiCall(Call):
             return
         await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
 
+    def cache_namespace(self) -> str:
+        """The LLM cache's namespace for this call's answers (llmcache.cache_key): direct calls share one."""
+        return ""
+
     async def answer_from_cache(self) -> bool:
         route, key = self.ai_route, self.key
         assert route is not None and key is not None
         if not route.cache_ttl or self.endpoint != "chat":
             return False
         self.llm_cache_key = cache_key(
-            key.tenant_id, route.alias, self.upstream_request, cache_nondeterministic=route.cache_nondeterministic
+            key.tenant_id,
+            route.alias,
+            self.upstream_request,
+            cache_nondeterministic=route.cache_nondeterministic,
+            namespace=self.cache_namespace(),
         )
         if self.llm_cache_key is None:
             self.headers_out.append((b"x-cache", b"MISS"))  # not cacheable (temperature > 0, n > 1)

@@ -30,6 +30,7 @@ MCP server's ``tools/call``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -121,7 +122,7 @@ class PromptFormat:
         output: Any = answer_text(completion)
         if call.spec.json_output:
             output = call.output  # validated by settle_json
-            if output is None:  # a cache hit: stored once validated (a foreign entry is still shown as parsed)
+            if output is None:  # a cache hit: checked against this schema when stored (cache_namespace)
                 parsed, _problems = check_output(call.spec, answer_text(completion))
                 output = parsed if parsed is not None else answer_text(completion)
         return orjson.dumps({"output": output, **call.usage_fields()})
@@ -274,6 +275,19 @@ class PromptCall(AiCall):
         self.request = chat_request(spec, system, user, structured=structured_output(route))
         if self.stream:
             self.request["stream"] = True
+
+    def cache_namespace(self) -> str:
+        """Prompt answers never share entries with direct chat calls, even the same tenant's
+        sending the very same request: a direct call's answer was never checked against the
+        output schema. A JSON-mode key also names the schema, so every hit is an answer that
+        was checked against this schema before it was stored (settle_json) and needs no
+        check on read. Cheaper than validating each hit (nothing to parse or validate, and
+        no miss that overwrites the direct call's entry) and sound by construction: the
+        namespace is the gateway's, outside anything a client sends."""
+        spec = self.spec
+        if not spec.json_output:
+            return "prompt"
+        return "prompt-json:" + hashlib.sha256(spec.output_key or orjson.dumps(spec.output_schema)).hexdigest()
 
     async def answer_from_cache(self) -> bool:
         if self.client_stream and self.spec.json_output:

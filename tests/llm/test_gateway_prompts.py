@@ -23,8 +23,8 @@ from llm.canonical import BudgetPolicy, Prices, Usage
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
 from llm.prompts import MAX_BODY_BYTES, chat_request, render, spec_from_row
-from portal.models import Subscription
-from portal.services import lifecycle
+from portal.models import Membership, Plan, Subscription
+from portal.services import lifecycle, subscriptions
 from tests.llm.conftest import Budget, MockLLM, Target
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 
@@ -354,6 +354,45 @@ def test_the_model_routes_cache_and_pii_policy_apply(ai_route, gateway, mock_llm
     blocked = post(gateway, built, {"text": "mail me at jane@example.com", "language": "en"})
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_blocked"
     assert len(mock_llm.requests(kind="openai")) == 1
+
+
+def test_a_direct_chat_answer_cached_for_the_same_request_is_never_served_to_a_json_prompt_call(
+    ai_route, gateway, mock_llm, call_record
+):
+    model = model_route(ai_route, cache_ttl_seconds=60)
+    built = prompt_api(ai_route, model, output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT)
+    # The same tenant's application may also call the model route directly.
+    owner = Membership.objects.filter(tenant=built.tenant).first()
+    assert owner is not None
+    plan = Plan.objects.create(api=model.api, name="Direct")
+    subscriptions.request_subscription(built.application, model.api, plan, actor=owner.user)
+    gateway.wait_for_config()
+    # ...and send exactly the request the prompt call sends, whose answer does not conform.
+    spec = spec_from_row(built.prompt, model.route.alias)
+    request = chat_request(spec, *render(spec, GOOD), structured=True)
+    mock_llm.faults("off_schema", times=1, text='{"label": "ecstatic", "score": 1}')
+    direct = requests.post(
+        gateway.url + "/v1/chat/completions",
+        json=request,
+        headers={"authorization": f"Bearer {built.key}"},
+        timeout=15,
+    )
+    assert direct.status_code == 200 and direct.headers["x-cache"] == "MISS", direct.text
+    assert direct.json()["choices"][0]["message"]["content"] == '{"label": "ecstatic", "score": 1}'
+    again = requests.post(
+        gateway.url + "/v1/chat/completions", json=request, headers={"authorization": f"Bearer {built.key}"}, timeout=15
+    )
+    assert again.headers["x-cache"] == "HIT"  # the entry is there, for direct calls
+
+    response = post(gateway, built)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["output"] == {"label": "positive", "score": 1.5}
+    assert len(mock_llm.requests(kind="openai")) == 2
+    # The prompt call's own (checked) answer is cached for the next prompt call.
+    hit = post(gateway, built)
+    assert hit.headers["x-cache"] == "HIT" and hit.json()["output"] == {"label": "positive", "score": 1.5}
+    assert call_record(hit.headers["x-request-id"])["cache_hit"] is True
 
 
 def test_a_stored_schema_that_bypassed_the_checks_is_503_and_nothing_is_fetched(ai_route, gateway, mock_llm):
