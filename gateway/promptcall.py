@@ -415,13 +415,16 @@ async def call_prompt(
     client_ip: str = "",
     headers: Iterable[tuple[bytes, bytes]] = (),
     channel: str = "",
+    response_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[int, Json]:
     """Run a prompt API's call for a key the caller has already authenticated, without HTTP:
     the same pipeline (subscription to the prompt API, plan limits, budgets, PII, cache,
     provider attempts, JSON checks and repair) and one call record (``path``: what the call
     log shows, default the route's base path). Returns (status, the JSON body a client would
     have got: ``{"output", "usage", "model"}`` or ``{"error": ...}``). Never streams (a
-    ``stream`` argument is dropped). Retired versions answer 410, deprecated ones run."""
+    ``stream`` argument is dropped). Retired versions answer 410, deprecated ones run and
+    send the Deprecation/Sunset/Link headers a direct call gets. ``response_headers``, when
+    given, receives the answer's headers (request id, Retry-After, deprecation)."""
     if route.prompt is None:
         raise ValueError(f"route {route.base_path} is not a prompt API's")
     body = orjson.dumps({k: v for k, v in arguments.items() if k != "stream"})
@@ -451,6 +454,8 @@ async def call_prompt(
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            if response_headers is not None:
+                response_headers.extend(message.get("headers") or ())
         else:
             parts.append(message.get("body", b""))
 
@@ -462,6 +467,7 @@ async def call_prompt(
     if route.state == "retired":
         await call.refuse(Refusal(410, "version_retired", "This API version is retired."))
     else:
+        call.headers_out.extend(route.deprecation_headers)  # as Call.route_request does for a direct call
         await call.run()
     answer = b"".join(parts)
     try:
