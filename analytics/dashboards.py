@@ -132,7 +132,7 @@ def parse_drill(params: Mapping[str, str]) -> Drill:
     ids: dict[str, int | None] = {}
     for param, name in (("api", "api_id"), ("version", "version_id"), ("application", "application_id")):
         value = (params.get(param) or "").strip()
-        if value and (not value.isdigit() or len(value) > 18):
+        if value and (not (value.isascii() and value.isdigit()) or len(value) > 18):  # "²" is a digit to str
             raise InvalidInput(f"The {param} must be a number.")
         ids[name] = int(value) if value else None
     model = (params.get("model") or "").strip()

@@ -112,7 +112,7 @@ def _int(params: Mapping[str, str], name: str, label: str) -> int | None:
     value = (params.get(name) or "").strip()
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²".isdigit(): int() fails
         raise InvalidInput(f"The {label} must be a number.")
     return int(value)
 
@@ -125,6 +125,8 @@ def parse_filter(params: Mapping[str, str], *, now: datetime | None = None) -> C
         value = (params.get(name) or "").strip()
         if len(value) > limit:
             raise InvalidInput(f"The {name.replace('_', ' ')} is at most {limit} characters.")
+        if "\x00" in value:  # PostgreSQL refuses NUL in any string: it would be a 500
+            raise InvalidInput(f"The {name.replace('_', ' ')} cannot contain NUL characters.")
         texts[name] = value
     status: int | None = None
     status_class: int | None = None
@@ -132,7 +134,7 @@ def parse_filter(params: Mapping[str, str], *, now: datetime | None = None) -> C
     if raw_status in _STATUS_CLASSES:
         status_class = _STATUS_CLASSES[raw_status]
     elif raw_status:
-        if not raw_status.isdigit() or not 100 <= int(raw_status) <= 599:
+        if not (raw_status.isascii() and raw_status.isdigit()) or not 100 <= int(raw_status) <= 599:
             raise InvalidInput("A status is a code from 100 to 599 or a class such as 4xx.")
         status = int(raw_status)
     # Pasted from a tracing tool, which may print it in capitals; stored in lowercase (W3C).
@@ -213,7 +215,7 @@ def get_call(actor: Any, tenant: Tenant | None, request_id: str, *, using: str =
     whether the prompt and response may be shown (members of the call's tenant only; they
     are removed otherwise). NotFound when it is not in the scope."""
     require_reader(actor, tenant)
-    if not request_id or len(request_id) > 64:
+    if not request_id or len(request_id) > 64 or "\x00" in request_id:  # NUL: PostgreSQL's error
         raise NotFound("No such call.")
     call = _scoped(tenant, using).filter(request_id=request_id).first()
     if call is None:

@@ -451,7 +451,7 @@ class PromptVersionInline(admin.TabularInline):
 
 
 @admin.register(PromptApi)
-class PromptApiAdmin(admin.ModelAdmin):
+class PromptApiAdmin(ServiceErrorsAdmin):
     form = PromptApiForm
     list_display = ["name", "slug", "owner", "visibility", "updated_at"]
     list_filter = ["visibility", "owner"]
@@ -466,25 +466,23 @@ class PromptApiAdmin(admin.ModelAdmin):
         return {} if obj is not None else dict(self.prepopulated_fields)
 
     def save_model(self, request: HttpRequest, obj: PromptApi, form: forms.ModelForm, change: bool) -> None:
+        # A refusal the form could not see (a permission, a race on the slug) is a message
+        # and nothing saved (ServiceErrorsAdmin), never "added successfully" for no row.
         data = form.cleaned_data
-        try:
-            if change:
-                prompt_services.update_prompt_api(
-                    obj, actor=request.user, **{k: data[k] for k in ("name", "description", "visibility")}
-                )
-            else:
-                created = prompt_services.create_prompt_api(
-                    data["owner"],
-                    actor=request.user,
-                    slug=data["slug"],
-                    name=data["name"],
-                    description=data["description"],
-                    visibility=data["visibility"],
-                )
-                obj.pk = created.pk
-        except ServiceError as error:
-            # Form validation ran first; what is left (a race on the slug) is reported.
-            self.message_user(request, error.message, messages.ERROR)
+        if change:
+            prompt_services.update_prompt_api(
+                obj, actor=request.user, **{k: data[k] for k in ("name", "description", "visibility")}
+            )
+        else:
+            created = prompt_services.create_prompt_api(
+                data["owner"],
+                actor=request.user,
+                slug=data["slug"],
+                name=data["name"],
+                description=data["description"],
+                visibility=data["visibility"],
+            )
+            obj.pk = created.pk
 
 
 class PromptVersionAdminForm(forms.ModelForm):
@@ -544,7 +542,7 @@ class PromptVersionAdminForm(forms.ModelForm):
 
 
 @admin.register(PromptVersion)
-class PromptVersionAdmin(admin.ModelAdmin):
+class PromptVersionAdmin(ServiceErrorsAdmin):
     form = PromptVersionAdminForm
     list_display = ["__str__", "api_name", "base_path", "state", "route", "output_mode", "updated_at"]
     list_filter = ["version__state", "output_mode", "route"]
@@ -583,25 +581,24 @@ class PromptVersionAdmin(admin.ModelAdmin):
         prompt = {name: data[name] for name in prompt_services.PROMPT_FIELDS if name in data}
         if "output_schema" in prompt:
             prompt["output_schema"] = prompt["output_schema"] or {}
-        try:
-            if change:
-                # A published prompt's fields are read-only here: nothing comes in, and the
-                # service refuses any change with its message.
-                prompt_services.update_prompt(
-                    PromptVersion.objects.get(pk=obj.pk), actor=request.user, route=data.get("route"), **prompt
-                )
-            else:
-                created = prompt_services.create_prompt_version(
-                    data["api"],
-                    actor=request.user,
-                    version=data["version_name"],
-                    base_path=data["base_path"],
-                    route=data["route"],
-                    **prompt,
-                )
-                obj.pk, obj.version = created.pk, created.version
-        except ServiceError as error:
-            self.message_user(request, error.message, messages.ERROR)
+        # A refusal is a message and nothing saved (ServiceErrorsAdmin): caught here, Django
+        # went on to log and link a version that was never made (a 500).
+        if change:
+            # A published prompt's fields are read-only here: nothing comes in, and the
+            # service refuses any change with its message.
+            prompt_services.update_prompt(
+                PromptVersion.objects.get(pk=obj.pk), actor=request.user, route=data.get("route"), **prompt
+            )
+        else:
+            created = prompt_services.create_prompt_version(
+                data["api"],
+                actor=request.user,
+                version=data["version_name"],
+                base_path=data["base_path"],
+                route=data["route"],
+                **prompt,
+            )
+            obj.pk, obj.version = created.pk, created.version
 
     def _versions(self, queryset: QuerySet[PromptVersion]) -> QuerySet[ApiVersion]:
         return ApiVersion.objects.filter(prompt__in=queryset)

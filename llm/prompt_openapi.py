@@ -28,6 +28,11 @@ BEARER_SCHEME = "PorticoBearer"
 KEY_HEADER = "X-API-Key"  # gateway/auth.py also takes "Authorization: Bearer <key>"
 STREAM_FIELD = "stream"
 MAX_EXAMPLE_DEPTH = 8
+# An author's schema is small (64 KB) but may ask for a lot: "minLength": 3000000000, or
+# arrays of arrays (or a $ref to itself) whose minItems multiply. The example built from it
+# (on every prompt page, and when published) stays within these, whatever the schema says.
+MAX_EXAMPLE_NODES = 1_000
+MAX_EXAMPLE_CHARS = 1_000
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -44,13 +49,18 @@ def _resolve(schema: Any, root: dict[str, Any]) -> Any:
     return schema
 
 
-def example_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) -> Any:
+def example_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0, budget: list[int] | None = None) -> Any:
     """A value satisfying the usual constraints of ``schema``: its ``examples`` first, then
     ``default``, ``const``, the first ``enum`` value, else one built from the type and its
-    bounds (lengths, ranges, item counts). Recursion stops at MAX_EXAMPLE_DEPTH."""
+    bounds (lengths, ranges, item counts). Recursion stops at MAX_EXAMPLE_DEPTH, and the
+    whole example at MAX_EXAMPLE_NODES values (``budget``: what is left of them); a string
+    is at most MAX_EXAMPLE_CHARS long. (An example cut short may not satisfy its schema:
+    the document leaves such an example out.)"""
     root = root if root is not None else (schema if isinstance(schema, dict) else {})
+    budget = budget if budget is not None else [MAX_EXAMPLE_NODES]
+    budget[0] -= 1
     schema = _resolve(schema, root)
-    if not isinstance(schema, dict) or depth > MAX_EXAMPLE_DEPTH:
+    if not isinstance(schema, dict) or depth > MAX_EXAMPLE_DEPTH or budget[0] < 0:
         return None
     examples = schema.get("examples")
     if isinstance(examples, list) and examples:
@@ -70,8 +80,10 @@ def example_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) 
                     part = _resolve(option, root)
                     if isinstance(part, dict):
                         merged.update(part)
-                return example_of({**{k: v for k, v in schema.items() if k != "allOf"}, **merged}, root, depth + 1)
-            return example_of(options[0], root, depth + 1)
+                return example_of(
+                    {**{k: v for k, v in schema.items() if k != "allOf"}, **merged}, root, depth + 1, budget
+                )
+            return example_of(options[0], root, depth + 1, budget)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -81,13 +93,13 @@ def example_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) 
         properties = schema.get("properties")
         if not isinstance(properties, dict):
             properties = {}
-        return {name: example_of(sub, root, depth + 1) for name, sub in properties.items()}
+        return {name: example_of(sub, root, depth + 1, budget) for name, sub in properties.items()}
     if kind == "array":
         count = max(1, int(schema.get("minItems") or 0))
         maximum = schema.get("maxItems")
         if isinstance(maximum, int):
             count = min(count, maximum)
-        return [example_of(schema.get("items", {}), root, depth + 1) for _ in range(min(count, 10))]
+        return [example_of(schema.get("items", {}), root, depth + 1, budget) for _ in range(min(count, 10))]
     if kind in ("integer", "number"):
         return _number(schema, integer=kind == "integer")
     if kind == "boolean":
@@ -124,6 +136,7 @@ def _string(schema: dict[str, Any]) -> str:
     text = formats.get(str(schema.get("format")), "example")
     low = schema.get("minLength")
     if isinstance(low, int) and len(text) < low:
+        low = min(low, MAX_EXAMPLE_CHARS)
         text = (text + " ") * (low // (len(text) + 1) + 1)
         text = text[: max(low, 1)]
     high = schema.get("maxLength")

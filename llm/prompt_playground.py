@@ -200,11 +200,14 @@ def _attempt(route: AiRoute, target: ModelTarget, key: Any, request: Json) -> Js
     except requests.Timeout:
         return ProviderError("timeout", f"{target.provider_kind} did not answer in time")
     except requests.RequestException as error:
-        return ProviderError("connection", f"cannot reach {target.provider_kind}: {error}")
+        # Logged in full; the author sees no address (requests names the host, port and path).
+        log.warning("playground: cannot reach %s: %s", target.provider_kind, error)
+        return ProviderError("connection", f"cannot reach {target.provider_kind} ({type(error).__name__})")
     try:
         body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
     except Exception as error:  # noqa: BLE001 - any broken answer is the provider's failure
-        return ProviderError("server", f"{target.provider_kind} broke off its answer: {error}")
+        log.warning("playground: %s broke off its answer: %s", target.provider_kind, error)
+        return ProviderError("server", f"{target.provider_kind} broke off its answer ({type(error).__name__})")
     finally:
         response.close()
     if len(body) > MAX_ANSWER_BYTES:

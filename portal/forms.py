@@ -136,7 +136,8 @@ def parse_targets(text: str) -> list[TargetSpec]:
         raise forms.ValidationError(f"At most {MAX_TARGET_LINES} upstream targets.")
     for line in lines:
         parts = line.split()
-        if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()) or len(parts[-1]) > 300:
+        weight_ok = len(parts) < 2 or (parts[1].isascii() and parts[1].isdigit())  # "²".isdigit(): int() fails
+        if len(parts) > 2 or not weight_ok or len(parts[-1]) > 300:
             raise forms.ValidationError(f"Write each target as 'URL' or 'URL WEIGHT': {line[:80]!r}.")
         weight = int(parts[1]) if len(parts) == 2 and len(parts[1]) <= 9 else 100
         targets.append(TargetSpec(url=parts[0], weight=weight))

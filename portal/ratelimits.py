@@ -28,6 +28,9 @@ KEY_ROTATION = (("user", "30/h"), ("ip", "60/h"))
 TOKEN_CREATION = (("user", "20/h"), ("ip", "60/h"))
 # Prompt playground runs: each is a real model call the team pays for (per person, per address).
 PLAYGROUND_RUNS = (("user", "30/h"), ("ip", "60/h"))
+# ... and per team owning the prompt API, whoever runs it: the person limit times the team's
+# owners and admins would not bound what a team spends on the platform's provider keys.
+PLAYGROUND_RUNS_PER_TEAM = "60/h"
 # Invitation e-mails: per inviting person (whichever team) and per team (whoever invites).
 INVITATIONS_PER_PERSON = "20/h"
 INVITATIONS_PER_TEAM = "50/d"
@@ -85,6 +88,17 @@ class Limit:
 
     def count(self, request: HttpRequest) -> None:
         self._usage(request, increment=True)
+
+    def take(self, request: HttpRequest) -> bool:
+        """Count one and say whether it was within the limit, in one step (concurrent
+        requests cannot all see room, as with ``reached`` then ``count``)."""
+        usage = self._usage(request, increment=True)
+        return usage is None or not usage["should_limit"]
+
+
+def playground_team_limit(tenant_id: int) -> Limit:
+    """The counter of playground runs of the prompt APIs of one team."""
+    return Limit("playground.team", lambda group, request: str(tenant_id), PLAYGROUND_RUNS_PER_TEAM)
 
 
 def invitation_limits(tenant_id: int) -> list[Limit]:

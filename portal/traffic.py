@@ -19,6 +19,7 @@ Two parts:
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import queue
 import random
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.contrib.auth import get_user_model
@@ -59,6 +61,35 @@ PROMPTS = (
     "Explain rate limits to a new developer.",
     "Draft a two-line status update about a deprecated API.",
 )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").rstrip("."), port
+
+
+def check_gateway(url: str, configured: str) -> None:
+    """The generator sends fresh, valid API keys: only to a gateway on this machine
+    (loopback) or the configured one (``PORTICO_GATEWAY_URL``), never to a host a mistyped
+    or planted ``--gateway`` names. InvalidInput otherwise, before any key is issued."""
+    scheme, host, port = _origin(url)
+    if scheme not in ("http", "https") or not host or port is None:
+        raise InvalidInput("--gateway is a URL such as http://127.0.0.1:8080.")
+    if (scheme, host, port) == _origin(configured):
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidInput(
+            f"--gateway must be a loopback address or the configured gateway ({configured}): "
+            "the generator sends it live API keys."
+        )
 
 
 @dataclass(frozen=True)

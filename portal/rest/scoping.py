@@ -50,7 +50,7 @@ ID_PATTERN = r"[0-9]{1,18}"
 
 def id_or_none(value: str | None) -> int | None:
     """A query-string id as an int, or None when it cannot be one (so it matches nothing)."""
-    if value is None or not value.isdigit() or len(value) > 18:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²" is a digit to str
         return None
     return int(value)
 

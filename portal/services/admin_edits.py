@@ -18,7 +18,8 @@ decided on the locked rows (docs/architecture.md, "What staff may edit in a vers
 - a retired version, and its upstream targets, do not change;
 - a routed REST version keeps at least one enabled upstream target, and at most
   ``provider.MAX_TARGETS``; timeouts and cache TTL stay within ``provider.check_policy``'s caps;
-- a prompt API's version has no upstream targets (its calls go to a model route).
+- a prompt API's version has no upstream targets (its calls go to a model route), and its
+  OpenAPI document is generated; an API's kind does not change to or from a prompt API.
 """
 
 from __future__ import annotations
@@ -80,11 +81,22 @@ ROUTED_BY = ("api", "base_path", "host")
 _ROUTED_COLUMNS = {"api": "api_id", "base_path": "base_path", "host": "host"}  # compared without loading the API
 
 
+def _api_rules(api: Api) -> None:
+    """Before saving an edited API: a prompt API stays one and no other API becomes one (its
+    versions are served from their prompt rows, which only the prompt services make)."""
+    stored = Api.objects.get(pk=api.pk)
+    if stored.kind != api.kind and ApiKind.PROMPT in (stored.kind, api.kind):
+        raise InvalidInput("The kind of an API cannot change to or from a prompt API: create a new API.")
+
+
 def _version_rules(version: ApiVersion) -> None:
     """Before saving an edited version: refuse what would silently re-route its callers."""
-    stored = ApiVersion.objects.select_for_update().get(pk=version.pk)
+    stored = ApiVersion.objects.select_for_update().select_related("api").get(pk=version.pk)
     if stored.state == VersionState.RETIRED:
         raise InvalidInput("A retired version cannot change.")
+    if stored.api.kind == ApiKind.PROMPT and stored.openapi != version.openapi:
+        # As provider.update_version: generated from its schemas when it is published.
+        raise InvalidInput("A prompt API's version document is generated from its schemas; it cannot be replaced.")
     if stored.state != VersionState.DRAFT:
         moved = [
             name for name, column in _ROUTED_COLUMNS.items() if getattr(stored, column) != getattr(version, column)
@@ -128,6 +140,8 @@ def _save(obj: models.Model, *, actor: Actor, changed: Sequence[str]) -> None:
     require_staff(actor, _permission(obj, "add" if adding else "change"))
     if not adding:
         _lock(obj)
+    if isinstance(obj, Api) and not adding:
+        _api_rules(obj)
     if isinstance(obj, ApiVersion) and not adding:
         _version_rules(obj)
     if isinstance(obj, UpstreamTarget):

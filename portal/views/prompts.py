@@ -179,6 +179,9 @@ def playground(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = PlaygroundForm(request.POST)
     if not form.is_valid():
         return _page(request, api, prompt, playground=form, status=400)
+    if not ratelimits.playground_team_limit(api.owner_id).take(request):
+        form.add_error(None, "Your team has used its playground runs for this hour; try again later.")
+        return _page(request, api, prompt, playground=form, status=429)
     from llm.prompt_playground import run_draft  # the data plane's: the gateway's adapters and router
 
     result = run_draft(prompt, form.cleaned_data["inputs"])

@@ -96,3 +96,24 @@ def test_the_export_has_the_trace_id_and_the_call_page_links_its_trace(client, t
     assert [(r["request_id"], r["trace_id"]) for r in rows] == [("acme-1", TRACE), ("acme-2", TRACE)]
     page = client.get("/usage/calls/acme-1/").content.decode()
     assert TRACE in page and f"trace_id={TRACE}" in page
+
+
+@pytest.mark.parametrize("name", ["model", "key_prefix", "error_code"])
+def test_a_nul_in_a_text_filter_is_a_clear_refusal_not_a_database_error(name):
+    # PostgreSQL refuses NUL in any string: unchecked, the explorer and its export were a 500.
+    with pytest.raises(InvalidInput, match="NUL"):
+        explorer.parse_filter({name: "gpt\x00"})
+
+
+def test_a_call_id_with_a_nul_is_not_found_on_each_backend(backend, acme, alice):
+    from portal.services.errors import NotFound
+
+    with pytest.raises(NotFound):
+        explorer.get_call(alice, acme, "acme-1\x00", using=backend.alias)
+
+
+def test_the_explorer_page_answers_a_nul_filter_with_a_form_error(client, traced, alice):
+    client.force_login(alice)
+    response = client.get("/usage/calls/", {"model": "gpt\x00"})
+    assert response.status_code == 400
+    assert b"NUL" in response.content

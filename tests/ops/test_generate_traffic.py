@@ -167,3 +167,22 @@ def test_ctrl_c_or_sigterm_stops_it_cleanly_with_a_summary(gateway, demo, signum
     err = errors.read_text()
     assert process.returncode == 0, err[-2000:]
     assert "Done:" in out and "Traceback" not in err, (out, err[-2000:])
+
+
+@pytest.mark.parametrize("target", ["http://example.com:8080", "https://10.0.0.5", "http://127.0.0.1.example.com"])
+def test_it_sends_its_keys_only_to_loopback_or_the_configured_gateway(gateway, demo, target):
+    # Each run issues live keys and sends them as Bearer tokens: a --gateway naming another
+    # host would hand them to it. Refused before any key is issued.
+    with pytest.raises(CommandError, match="loopback address or the configured gateway"):
+        call_command("generate_traffic", "--gateway", target, "--duration", "1", stdout=io.StringIO())
+    assert not ApiKey.objects.filter(name=KEY_NAME).exists()
+
+
+def test_the_configured_gateway_and_loopback_names_are_accepted():
+    from portal.services.errors import InvalidInput
+    from portal.traffic import check_gateway
+
+    for url in ("http://127.0.0.1:8080", "http://localhost:9000/", "http://[::1]:8080", "https://gw.example.com/"):
+        check_gateway(url, "https://GW.example.com")
+    with pytest.raises(InvalidInput):
+        check_gateway("https://gw.example.com:8443", "https://gw.example.com")

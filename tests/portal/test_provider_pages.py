@@ -110,6 +110,7 @@ def test_a_bad_document_is_a_form_error(document, message, client, alice, acme_a
         ("http://169.254.169.254/latest", "link-local"),
         ("http://10.0.0.1", "private"),
         ("http://127.0.0.1:9 many", "URL WEIGHT"),
+        ("http://127.0.0.1:9 ²", "URL WEIGHT"),  # a digit to str.isdigit(), not to int(): was a 500
         ("ftp://example.com", "http"),
         ("http://127.0.0.1:9 0", "weight"),
     ],

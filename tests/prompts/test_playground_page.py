@@ -92,3 +92,52 @@ def test_playground_runs_are_limited_per_person(client, alice, acme, route, redi
     statuses = [client.post(url(prompt), {"inputs": "not json"}).status_code for _ in range(31)]
     assert statuses[:30] == [400] * 30 and statuses[30] == 429
     clear_counters(redis_client)
+
+
+def test_playground_runs_are_limited_per_team_whoever_runs_them(client, alice, acme, route, redis_client, mock_llm):
+    # Each owner or admin has 30 runs an hour; the team that owns the prompt API has 60 in
+    # all, so adding admins does not multiply what it spends on the platform's provider keys.
+    from portal.models import Membership, Role
+    from tests.conftest import make_user
+
+    clear_counters(redis_client)
+    prompt = sentiment_version(alice, acme, route)
+    admins = [alice]
+    for name in ("dana", "erin"):
+        person = make_user(name)
+        Membership.objects.create(user=person, tenant=acme, role=Role.ADMIN)
+        admins.append(person)
+    sample = {"inputs": json.dumps({"text": ""})}  # refused by the input schema: no model call
+    statuses = []
+    for number, person in enumerate(admins):
+        client.force_login(person)
+        address = f"10.0.0.{number + 1}"  # one address each: the per-address limit is not the one hit
+        statuses += [client.post(url(prompt), sample, REMOTE_ADDR=address).status_code for _ in range(21)]
+    assert statuses[:60] == [200] * 60
+    refused = client.post(url(prompt), sample, REMOTE_ADDR="10.0.0.3")
+    assert statuses[60:] == [429, 429, 429] and refused.status_code == 429
+    assert "Your team has used its playground runs" in refused.content.decode()
+    assert mock_llm.requests(kind="openai") == []
+    clear_counters(redis_client)
+
+
+def test_an_unreachable_provider_is_named_but_its_address_is_not_shown(client, alice, acme, staff, publisher):
+    # The playground is a team's page; the provider's address (an internal host, a path with
+    # a deployment name) is the platform's. The author learns the provider could not be
+    # reached, as the gateway's callers do, not where it lives.
+    from portal.embedded_redis import free_port
+
+    port = free_port()
+    api = factories.ai_api(publisher, staff, slug="llm")
+    provider = llm_services.create_provider(
+        actor=staff, name="internal", kind="openai", base_url=f"http://127.0.0.1:{port}/internal-deployment/v1"
+    )
+    llm_services.add_key(provider, actor=staff, secret="sk-test-000000000002", label="t")
+    route = factories.route(staff, api, "internal-model", [factories.model(staff, provider)])
+    prompt = sentiment_version(alice, acme, route)
+    client.force_login(alice)
+    response = client.post(url(prompt), {"inputs": json.dumps({"text": "I love it", "language": "en"})})
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert "provider_connection" in page and "cannot reach openai" in page
+    assert str(port) not in page and "internal-deployment" not in page

@@ -118,3 +118,84 @@ def test_edit_a_draft_then_publish_and_the_prompt_is_read_only(admin_client, sta
     )
     prompt.version.refresh_from_db()
     assert prompt.version.state == VersionState.RETIRED
+
+
+def test_a_save_the_service_refuses_is_a_message_and_nothing_saved_never_a_500(client, staff, alice, acme, route):
+    # An operator may use the prompt admin pages (llm permissions) without the portal's
+    # permissions the services ask for: the refusal must be said, not "added successfully"
+    # for no row (the API) or a 500 logging a version that was never made.
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    prompt = sentiment_version(alice, acme, route)
+    operator = make_user("prompt-op")
+    operator.is_staff = True
+    operator.save()
+    operator.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="llm",
+            codename__in=["add_promptapi", "change_promptapi", "view_promptapi"]
+            + ["add_promptversion", "change_promptversion", "view_promptversion"],
+        )
+    )
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:llm_promptapi_add"),
+        {"name": "X", "slug": "x-api", "owner": acme.pk, "description": "", "visibility": "public"}
+        | {"versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["Nothing was saved: Your administrator account lacks the portal.add_api permission."]
+    assert not PromptApi.objects.filter(slug="x-api").exists()
+    response = client.post(
+        reverse("admin:llm_promptversion_add"),
+        version_post(prompt.version.api, route, version_name="v9", base_path="/sentiment/v9"),
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "lacks the portal.add_apiversion permission" in " ".join(str(m) for m in response.context["messages"])
+    assert PromptVersion.objects.count() == 1
+    response = client.post(
+        reverse("admin:llm_promptversion_change", args=[prompt.pk]),
+        version_post(prompt.version.api, route, system_prompt="Changed"),
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["Nothing was saved: Your administrator account lacks the portal.change_apiversion permission."]
+    prompt.refresh_from_db()
+    assert prompt.system_prompt != "Changed"
+    assert not LogEntry.objects.filter(user=operator).exists()
+
+
+def test_the_api_admin_keeps_a_prompt_apis_kind_and_generated_document(client, staff, alice, acme, route, api):
+    # A published prompt API turned REST in the APIs admin would be routed to no upstream
+    # (and its prompt rows orphaned); a REST API turned prompt would stop being served. Its
+    # version's OpenAPI document is generated from the schemas: replacing it there is refused
+    # as provider.update_version refuses it.
+    from portal.models import Api
+    from portal.services import admin_edits, lifecycle
+    from portal.services.errors import InvalidInput
+    from tests.test_admin_version_rules import as_shown
+
+    rest = api
+    prompt = sentiment_version(alice, acme, route)
+    version = lifecycle.publish_version(prompt.version, actor=alice)
+    prompt_api = Api.objects.get(pk=version.api_id)
+    client.force_login(staff)
+    url = reverse("admin:portal_api_change", args=[prompt_api.pk])
+    response = client.post(url, {**as_shown(client, url), "kind": "rest"}, follow=True)
+    assert "kind of an API" in response.content.decode()
+    prompt_api.refresh_from_db()
+    assert prompt_api.kind == "prompt"
+    url = reverse("admin:portal_apiversion_change", args=[version.pk])
+    document = {"openapi": "3.1.0", "info": {"title": "Forged", "version": "1"}, "paths": {}}
+    response = client.post(url, {**as_shown(client, url), "openapi": json.dumps(document)}, follow=True)
+    assert "document is generated" in response.content.decode()
+    version.refresh_from_db()
+    assert version.openapi["info"]["title"] != "Forged"
+    rest.kind = "prompt"
+    with pytest.raises(InvalidInput, match="kind of an API"):
+        admin_edits.save_object(rest, actor=staff, changed=["kind"])

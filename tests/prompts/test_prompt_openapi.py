@@ -3,6 +3,9 @@ openapi-spec-validator accepts whatever (valid) schemas the author wrote."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import jsonschema
 import pytest
 from openapi_spec_validator import validate
@@ -58,6 +61,38 @@ def test_a_deep_schema_stops_generating_instead_of_recursing():
     cyclic = {"type": "object", "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}}
     cyclic["properties"] = {"head": {"$ref": "#/$defs/n"}}
     example_of(cyclic)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # Small schemas that asked for a huge example: built on every prompt page view and at
+        # publishing, they held a portal worker for seconds and gigabytes (a 3e9 minLength: a
+        # MemoryError), whatever the schema size cap.
+        {"type": "object", "properties": {"text": {"type": "string", "minLength": 50_000_000}}},
+        {
+            "type": "object",
+            "properties": {"grid": json.loads('{"type": "array", "minItems": 10, "items": ' * 6 + "{}" + "}" * 6)},
+        },
+    ],
+)
+def test_an_example_stays_small_whatever_the_schema_asks(schema):
+    assert check_schema(schema) == []  # both are saved as they are
+    started = time.perf_counter()
+    example = example_of(schema)
+    assert len(json.dumps(example)) < 100_000
+    assert time.perf_counter() - started < 1.0
+    document = build_document(
+        title="Big",
+        version="v1",
+        description="",
+        base_path="/big/v1",
+        input_schema=schema,
+        output_mode="text",
+        output_schema=None,
+        server_url="http://gw.example/",
+    )
+    assert len(json.dumps(document)) < 200_000
 
 
 @pytest.mark.parametrize("output_mode", ["text", "json"])

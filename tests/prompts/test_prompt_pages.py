@@ -83,6 +83,9 @@ def test_editing_saves_through_the_service(client, alice, prompt, route):
         ("user_template", "{{ghost}}", "not a property"),
         ("system_prompt", "You are {{text}}", "no placeholders"),
         ("temperature", "9", "less than or equal to 2"),
+        # JSON's \u0000 is a NUL once parsed: PostgreSQL refuses it at save (a 500).
+        ("input_schema", '{"type": "object", "properties": {"text": {"description": "a\\u0000"}}}', "NUL"),
+        ("output_schema", '{"type": "object", "properties": {"a\\u0000": {"type": "string"}}}', "NUL"),
     ],
 )
 def test_bad_input_is_an_inline_error_never_a_500(client, alice, prompt, route, field, value, message):

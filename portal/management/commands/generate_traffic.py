@@ -6,10 +6,11 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal.services.errors import InvalidInput
-from portal.traffic import Stats, TrafficGenerator, provision, wait_until_served
+from portal.traffic import Stats, TrafficGenerator, check_gateway, provision, wait_until_served
 
 MAX_RATE = 500.0  # a demo, not a load test (bench/ is for those)
 MAX_CONCURRENCY = 64
@@ -51,6 +52,7 @@ class Command(BaseCommand):
         if not gateway.startswith(("http://", "https://")):
             raise CommandError("--gateway is a URL such as http://127.0.0.1:8080.")
         try:
+            check_gateway(gateway, settings.PORTICO_GATEWAY_URL)
             provisioned = provision()
             wait_until_served(gateway, provisioned)
             generator = TrafficGenerator(
