@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
 from time import perf_counter_ns
@@ -303,9 +304,11 @@ class AiCall(Call):
         self.upstream_request = outcome.request
         self.record.pii_masked = sum(outcome.counts.values())
 
-    async def reserve_budget(self) -> None:
+    async def reserve_budget(self, *, count_request: bool = True) -> None:
         """Reserve the call's estimate against every budget of its key, application and tenant
-        (reconciled with the real usage after the call)."""
+        (reconciled with the real usage after the call). ``count_request`` False: a further
+        model call made for the same client request (a prompt API's JSON repair) reserves its
+        tokens and spend, but is not one more request against a requests-per-minute budget."""
         key, route = self.key, self.ai_route
         assert key is not None and route is not None
         budgets = self.snapshot.ai.budgets
@@ -314,6 +317,8 @@ class AiCall(Call):
             + budgets.get(("application", key.application_id), ())
             + budgets.get(("tenant", key.tenant_id), ())
         )
+        if not count_request:
+            policies = tuple(replace(policy, requests_per_minute=None) for policy in policies)
         if not policies:
             return
         prompt = tokens.estimate_prompt_tokens(self.upstream_request)
@@ -344,13 +349,21 @@ class AiCall(Call):
             return
         await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
 
+    def cache_namespace(self) -> str:
+        """The LLM cache's namespace for this call's answers (llmcache.cache_key): direct calls share one."""
+        return ""
+
     async def answer_from_cache(self) -> bool:
         route, key = self.ai_route, self.key
         assert route is not None and key is not None
         if not route.cache_ttl or self.endpoint != "chat":
             return False
         self.llm_cache_key = cache_key(
-            key.tenant_id, route.alias, self.upstream_request, cache_nondeterministic=route.cache_nondeterministic
+            key.tenant_id,
+            route.alias,
+            self.upstream_request,
+            cache_nondeterministic=route.cache_nondeterministic,
+            namespace=self.cache_namespace(),
         )
         if self.llm_cache_key is None:
             self.headers_out.append((b"x-cache", b"MISS"))  # not cacheable (temperature > 0, n > 1)

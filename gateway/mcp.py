@@ -573,8 +573,16 @@ class McpCall(Call):
         peer = self.scope["client"][0] if self.scope.get("client") else ""
         arguments = orjson.loads(request.body or b"{}")
         self.inner_calls += 1  # the prompt call records itself
+        answered: list[tuple[bytes, bytes]] = []
         status, answer = await call_prompt(
-            self.gateway, route, self.key, arguments, client_ip=peer, headers=headers, channel="mcp"
+            self.gateway,
+            route,
+            self.key,
+            arguments,
+            client_ip=peer,
+            headers=headers,
+            channel="mcp",
+            response_headers=answered,
         )
         output = answer.get("output")
         text = output if isinstance(output, str) and status < 400 else orjson.dumps(answer).decode()
@@ -582,7 +590,7 @@ class McpCall(Call):
             "content": [{"type": "text", "text": text}],
             "structuredContent": answer,
             "isError": status >= 400,
-            "_meta": {"portico/status": status},
+            "_meta": _result_meta(status, {name.lower(): value for name, value in reversed(answered)}),
         }
 
     # -- answering ------------------------------------------------------------------------
@@ -691,13 +699,21 @@ def _tool_result(capture: _Capture) -> dict[str, Any]:
             parsed = None
         if isinstance(parsed, dict):  # structuredContent is an object by definition
             result["structuredContent"] = parsed
+    result["_meta"] = _result_meta(
+        status, {name: value for name, _key in _META_HEADERS if (value := capture.header(name)) is not None}
+    )
+    return result
+
+
+def _result_meta(status: int, headers: dict[bytes, bytes]) -> dict[str, Any]:
+    """A tool result's _meta, the same for REST and prompt tools: the status and the answer
+    headers an agent needs (``_META_HEADERS``; names lowercase, as the gateway writes them)."""
     meta: dict[str, Any] = {"portico/status": status}
     for name, key in _META_HEADERS:
-        value = capture.header(name)
+        value = headers.get(name)
         if value is not None:
             meta[key] = value.decode("latin-1")
-    result["_meta"] = meta
-    return result
+    return meta
 
 
 # Answer headers a tool result passes on in its _meta: the call's id, when to retry, and a

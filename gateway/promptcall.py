@@ -30,6 +30,7 @@ MCP server's ``tools/call``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ from gateway.aicall import AiCall
 from gateway.call import Call
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal
+from llm import pricing
 from llm.canonical import Json, Usage
 from llm.inbound.openai_chat import status_for
 from llm.pii import restore_completion
@@ -120,7 +122,7 @@ class PromptFormat:
         output: Any = answer_text(completion)
         if call.spec.json_output:
             output = call.output  # validated by settle_json
-            if output is None:  # a cache hit: stored once validated (a foreign entry is still shown as parsed)
+            if output is None:  # a cache hit: checked against this schema when stored (cache_namespace)
                 parsed, _problems = check_output(call.spec, answer_text(completion))
                 output = parsed if parsed is not None else answer_text(completion)
         return orjson.dumps({"output": output, **call.usage_fields()})
@@ -147,6 +149,7 @@ class PromptCall(AiCall):
         "held",
         "repaired",
         "first_spend",
+        "attempt_usage",
         "field_errors",
         "preauthenticated",
     )
@@ -169,6 +172,7 @@ class PromptCall(AiCall):
         self.held: Json | None = None  # a JSON-mode completion waiting for its check
         self.repaired = False
         self.first_spend: tuple[Usage, str | None] | None = None  # the first attempt's usage and cost, when repaired
+        self.attempt_usage: Usage | None = None  # the latest model call's own usage (self.usage sums both)
         self.field_errors: list[FieldError] = []
         self.preauthenticated: KeyEntry | None = None
 
@@ -272,6 +276,19 @@ class PromptCall(AiCall):
         if self.stream:
             self.request["stream"] = True
 
+    def cache_namespace(self) -> str:
+        """Prompt answers never share entries with direct chat calls, even the same tenant's
+        sending the very same request: a direct call's answer was never checked against the
+        output schema. A JSON-mode key also names the schema, so every hit is an answer that
+        was checked against this schema before it was stored (settle_json) and needs no
+        check on read. Cheaper than validating each hit (nothing to parse or validate, and
+        no miss that overwrites the direct call's entry) and sound by construction: the
+        namespace is the gateway's, outside anything a client sends."""
+        spec = self.spec
+        if not spec.json_output:
+            return "prompt"
+        return "prompt-json:" + hashlib.sha256(spec.output_key or orjson.dumps(spec.output_schema)).hexdigest()
+
     async def answer_from_cache(self) -> bool:
         if self.client_stream and self.spec.json_output:
             return False  # the cached answer would be rendered as a body, not as the asked stream
@@ -296,9 +313,17 @@ class PromptCall(AiCall):
             # One repair attempt: the bad answer and what is wrong with it, back to the model.
             self.repaired = True
             self.first_spend = (self.usage or Usage(), self.record.cost)
+            # The repair is a second model call the first reservation does not cover: settle
+            # the first attempt's reservation with its own usage, then reserve the repair's
+            # estimate like any call (a refusal is the budget error the first call would have
+            # had; the record keeps the first attempt's tokens). Unreserved, concurrent
+            # repairs could overshoot a token or spend budget by up to 2x.
+            await self.reconcile_budget()
             self.request = repair_request(self.request, text, problems)
             self.apply_policy()
+            await self.reserve_budget(count_request=False)
             self.held = None
+            self.attempt_usage = None
             await self.call_provider()
             completion = self.held
             assert completion is not None
@@ -331,9 +356,26 @@ class PromptCall(AiCall):
 
     # -- accounting -------------------------------------------------------------------------
 
+    async def reconcile_budget(self) -> None:
+        """After a repair the reservation is the repair's: settled with that attempt's own
+        usage (nothing when it was refused or failed), not with the sum of both."""
+        if self.first_spend is None:
+            await super().reconcile_budget()
+            return
+        reservation = self.reservation
+        if reservation is None:
+            return
+        self.reservation = None
+        usage, target = self.attempt_usage, self.served_by
+        if usage is None or target is None:
+            await self.gateway.budgets.reconcile(reservation, 0, Decimal(0))
+            return
+        await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
+
     def note_usage(self, reported: Any, completion: Json | None, *, streamed_tokens: int | None = None) -> None:
         """After a repair, the record carries both attempts' tokens and cost."""
         super().note_usage(reported, completion, streamed_tokens=streamed_tokens)
+        self.attempt_usage = self.usage
         if self.first_spend is None or self.usage is None:
             return
         first, first_cost = self.first_spend
@@ -373,13 +415,16 @@ async def call_prompt(
     client_ip: str = "",
     headers: Iterable[tuple[bytes, bytes]] = (),
     channel: str = "",
+    response_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[int, Json]:
     """Run a prompt API's call for a key the caller has already authenticated, without HTTP:
     the same pipeline (subscription to the prompt API, plan limits, budgets, PII, cache,
     provider attempts, JSON checks and repair) and one call record (``path``: what the call
     log shows, default the route's base path). Returns (status, the JSON body a client would
     have got: ``{"output", "usage", "model"}`` or ``{"error": ...}``). Never streams (a
-    ``stream`` argument is dropped). Retired versions answer 410, deprecated ones run."""
+    ``stream`` argument is dropped). Retired versions answer 410, deprecated ones run and
+    send the Deprecation/Sunset/Link headers a direct call gets. ``response_headers``, when
+    given, receives the answer's headers (request id, Retry-After, deprecation)."""
     if route.prompt is None:
         raise ValueError(f"route {route.base_path} is not a prompt API's")
     body = orjson.dumps({k: v for k, v in arguments.items() if k != "stream"})
@@ -409,6 +454,8 @@ async def call_prompt(
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            if response_headers is not None:
+                response_headers.extend(message.get("headers") or ())
         else:
             parts.append(message.get("body", b""))
 
@@ -420,6 +467,7 @@ async def call_prompt(
     if route.state == "retired":
         await call.refuse(Refusal(410, "version_retired", "This API version is retired."))
     else:
+        call.headers_out.extend(route.deprecation_headers)  # as Call.route_request does for a direct call
         await call.run()
     answer = b"".join(parts)
     try:

@@ -109,12 +109,24 @@ def is_cacheable(request: Json, *, cache_nondeterministic: bool = False) -> bool
     return temperature == 0 or cache_nondeterministic
 
 
-def cache_key(tenant_id: int, route_alias: str, request: Json, *, cache_nondeterministic: bool = False) -> str | None:
+def cache_key(
+    tenant_id: int,
+    route_alias: str,
+    request: Json,
+    *,
+    cache_nondeterministic: bool = False,
+    namespace: str = "",
+) -> str | None:
     """The request's entry key, scoped to the tenant; None when it must not be cached.
-    ``cache_nondeterministic``: the route's ``AiRoute.cache_nondeterministic``."""
+    ``cache_nondeterministic``: the route's ``AiRoute.cache_nondeterministic``.
+    ``namespace``: the gateway's own (never the client's) name for a kind of caller whose
+    entries must not be shared with direct calls of the same request (a prompt API's
+    checked JSON answers); "" is the direct calls' and leaves their keys unchanged."""
     if not is_cacheable(request, cache_nondeterministic=cache_nondeterministic):
         return None
     material = {"v": KEY_VERSION, "tenant": tenant_id, "route": route_alias, "request": normalize_request(request)}
+    if namespace:
+        material["ns"] = namespace
     try:
         encoded = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not JSON (a non-string key): not something we can vouch for

@@ -461,3 +461,37 @@ def test_each_tool_call_is_one_record_and_the_envelope_none(gateway, configure, 
     # The tools/list request made no API call: it is one record of its own.
     [envelope] = [r for r in mine if r["path"] == "/mcp"]
     assert envelope["channel"] == "mcp" and envelope["api_id"] is None and envelope["status"] == 200
+
+
+def test_bad_keys_on_mcp_count_against_the_address_like_rest_calls_and_get_429(gateway, configure, upstream_a):
+    """The per-address auth-failure limiter guards /mcp too, with one allowance shared with
+    REST paths: a key guesser cannot get a second 20 attempts by switching to /mcp."""
+    import http.client
+
+    config = configure([upstream_a], openapi=NOTES)
+    gateway.wait_for_config()
+    address = "127.0.0.41"  # this test's own: the allowance is per address, in the session's Redis
+    listing = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+
+    def attempt(path: str, key: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5, source_address=(address, 0))
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        if path == "/mcp":
+            conn.request("POST", path, body=listing, headers={**headers, "Content-Type": "application/json"})
+        else:
+            conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        answer = (response.status, response.read())
+        conn.close()
+        return answer
+
+    wrong = config.key_prefix + ".wrong"
+    rest = [attempt(f"{config.base_path}/status", wrong)[0] for _ in range(10)]
+    mcp = [attempt("/mcp", wrong) for _ in range(15)]
+    assert rest == [401] * 10
+    assert [status for status, _body in mcp] == [401] * 10 + [429] * 5
+    error = orjson.loads(mcp[-1][1])["error"]
+    assert error["data"]["code"] == "too_many_auth_failures"
+    # The block is for bad keys: the right key from that address still lists its tools.
+    status, body = attempt("/mcp", config.key)
+    assert status == 200 and orjson.loads(body)["result"]["tools"]

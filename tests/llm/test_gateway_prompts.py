@@ -7,7 +7,8 @@ against the PROMPT API."""
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -16,11 +17,14 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from llm import pricing, tokens
+from llm.budgets import from_micros, spend_in_period, to_micros
+from llm.canonical import BudgetPolicy, Prices, Usage
 from llm.mock_provider.answers import OFF_SCHEMA_TEXT, count_tokens
 from llm.models import OutputMode
-from llm.prompts import MAX_BODY_BYTES
-from portal.models import Subscription
-from portal.services import lifecycle
+from llm.prompts import MAX_BODY_BYTES, chat_request, render, spec_from_row
+from portal.models import Membership, Plan, Subscription
+from portal.services import lifecycle, subscriptions
 from tests.llm.conftest import Budget, MockLLM, Target
 from tests.llm.prompt_apis import SENTIMENT_OUTPUT, PromptApiBuilt, model_route, prompt_api
 
@@ -226,6 +230,83 @@ def test_a_failed_repair_is_502_invalid_model_output(ai_route, gateway, mock_llm
     assert record["status"] == 502 and record["error_code"] == "invalid_model_output" and record["tokens_in"] > 0
 
 
+def first_attempt_estimate(built: PromptApiBuilt, inputs: dict) -> int:
+    """The tokens the gateway reserves for a prompt call's first attempt (its own rules)."""
+    spec = spec_from_row(built.prompt, built.model.route.alias)
+    system, user_text = render(spec, inputs)
+    request = chat_request(spec, system, user_text, structured=True)
+    return tokens.estimate_prompt_tokens(request) + tokens.estimate_max_completion(request, 1024)
+
+
+def test_a_repair_the_token_budget_cannot_cover_is_refused_with_the_budget_error_and_leaks_nothing(
+    ai_route, gateway, mock_llm, call_record, redis_client
+):
+    built = built_api(ai_route, output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT)
+    # One attempt fits; the repair (the same prompt plus the bad answer and the problems,
+    # after the first attempt's real tokens were counted) does not.
+    limit = first_attempt_estimate(built, GOOD) + 5
+    assert built.api_key is not None
+    ai_route._budgets([Budget(scope="key", tokens_per_minute=limit)], built.api_key, built.application)
+    gateway.wait_for_config()
+    mock_llm.faults("off_schema", times=1)
+    response = post(gateway, built)
+    assert response.status_code == 429, response.text
+    # The repair's estimate alone is over the limit: waiting will not help (as for any call).
+    assert response.json()["error"]["code"] == "token_rate_limited"
+    assert response.headers["x-should-retry"] == "false"
+    [first] = mock_llm.requests(kind="openai")  # the repair never reached the provider
+    assert first["fault"] == "off_schema"
+    spent = MockLLM.answer_for(first).prompt_tokens + count_tokens(OFF_SCHEMA_TEXT)
+    # Both reservations settled: the window holds the first attempt's real tokens only.
+    window = f"portico:llm:budget:key:{built.api_key.pk}:tpm"
+    deadline = time.monotonic() + 5
+    used = -1
+    while used != spent and time.monotonic() < deadline:
+        used = sum(int(v) for v in redis_client.hgetall(window).values())
+        time.sleep(0.05)
+    assert used == spent
+    record = call_record(response.headers["x-request-id"])
+    assert record["status"] == 429 and record["error_code"] == "token_rate_limited"
+    assert record["tokens_in"] == MockLLM.answer_for(first).prompt_tokens
+    assert record["tokens_out"] == count_tokens(OFF_SCHEMA_TEXT)
+
+
+def test_a_repair_the_spend_budget_cannot_cover_is_refused_and_only_the_first_attempt_is_spent(
+    ai_route, gateway, mock_llm, call_record, redis_client
+):
+    prices = {"input_price": Decimal("1"), "output_price": Decimal("200")}
+    built = built_api(
+        ai_route, targets=[Target("openai", prices=prices)], output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT
+    )
+    spec = spec_from_row(built.prompt, built.model.route.alias)
+    request = chat_request(spec, *render(spec, GOOD), structured=True)
+    prompt, completion = tokens.estimate_prompt_tokens(request), tokens.estimate_max_completion(request, 1024)
+    estimated = pricing.estimate_cost(prompt, completion, Prices(prices["input_price"], prices["output_price"], None))
+    assert estimated is not None
+    limit = from_micros(to_micros(estimated))  # exactly one first attempt; never a repair on top
+    assert built.api_key is not None
+    [budget] = ai_route._budgets([Budget(scope="key", spend_limit_usd=limit)], built.api_key, built.application)
+    gateway.wait_for_config()
+    mock_llm.faults("off_schema", times=1)
+    response = post(gateway, built)
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "budget_exceeded" and response.headers["x-should-retry"] == "false"
+    [first] = mock_llm.requests(kind="openai")
+    said = Usage(MockLLM.answer_for(first).prompt_tokens, count_tokens(OFF_SCHEMA_TEXT))
+    real = pricing.cost(said, Prices(prices["input_price"], prices["output_price"], None))
+    assert real is not None
+    policy = BudgetPolicy("key", built.api_key.pk, budget.pk, "monthly", limit)
+    deadline = time.monotonic() + 5
+    spent = spend_in_period(redis_client, policy, datetime.now(UTC))
+    while spent != from_micros(to_micros(real)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        spent = spend_in_period(redis_client, policy, datetime.now(UTC))
+    assert spent == from_micros(to_micros(real)) <= limit
+    record = call_record(response.headers["x-request-id"])
+    assert record["status"] == 429 and record["error_code"] == "budget_exceeded"
+    assert Decimal(record["cost"]) == real
+
+
 def test_plan_limits_are_the_prompt_apis(ai_route, gateway):
     built = built_api(ai_route, plan={"requests_per_minute": 1})
     assert post(gateway, built).status_code == 200
@@ -273,6 +354,45 @@ def test_the_model_routes_cache_and_pii_policy_apply(ai_route, gateway, mock_llm
     blocked = post(gateway, built, {"text": "mail me at jane@example.com", "language": "en"})
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_blocked"
     assert len(mock_llm.requests(kind="openai")) == 1
+
+
+def test_a_direct_chat_answer_cached_for_the_same_request_is_never_served_to_a_json_prompt_call(
+    ai_route, gateway, mock_llm, call_record
+):
+    model = model_route(ai_route, cache_ttl_seconds=60)
+    built = prompt_api(ai_route, model, output_mode=OutputMode.JSON, output_schema=SENTIMENT_OUTPUT)
+    # The same tenant's application may also call the model route directly.
+    owner = Membership.objects.filter(tenant=built.tenant).first()
+    assert owner is not None
+    plan = Plan.objects.create(api=model.api, name="Direct")
+    subscriptions.request_subscription(built.application, model.api, plan, actor=owner.user)
+    gateway.wait_for_config()
+    # ...and send exactly the request the prompt call sends, whose answer does not conform.
+    spec = spec_from_row(built.prompt, model.route.alias)
+    request = chat_request(spec, *render(spec, GOOD), structured=True)
+    mock_llm.faults("off_schema", times=1, text='{"label": "ecstatic", "score": 1}')
+    direct = requests.post(
+        gateway.url + "/v1/chat/completions",
+        json=request,
+        headers={"authorization": f"Bearer {built.key}"},
+        timeout=15,
+    )
+    assert direct.status_code == 200 and direct.headers["x-cache"] == "MISS", direct.text
+    assert direct.json()["choices"][0]["message"]["content"] == '{"label": "ecstatic", "score": 1}'
+    again = requests.post(
+        gateway.url + "/v1/chat/completions", json=request, headers={"authorization": f"Bearer {built.key}"}, timeout=15
+    )
+    assert again.headers["x-cache"] == "HIT"  # the entry is there, for direct calls
+
+    response = post(gateway, built)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["output"] == {"label": "positive", "score": 1.5}
+    assert len(mock_llm.requests(kind="openai")) == 2
+    # The prompt call's own (checked) answer is cached for the next prompt call.
+    hit = post(gateway, built)
+    assert hit.headers["x-cache"] == "HIT" and hit.json()["output"] == {"label": "positive", "score": 1.5}
+    assert call_record(hit.headers["x-request-id"])["cache_hit"] is True
 
 
 def test_a_stored_schema_that_bypassed_the_checks_is_503_and_nothing_is_fetched(ai_route, gateway, mock_llm):

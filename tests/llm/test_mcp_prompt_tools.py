@@ -6,11 +6,14 @@ refusing, and the call log saying the calls came through MCP."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 
 from llm.models import OutputMode
+from portal.services import lifecycle
 from tests.gateway.mcpclient import call, list_tools
 from tests.llm.conftest import MockLLM
 from tests.llm.prompt_apis import SENTIMENT_INPUT, SENTIMENT_OUTPUT, model_route, prompt_api
@@ -92,3 +95,24 @@ def test_unsubscribed_draft_and_broken_prompt_apis_are_not_tools(ai_route, gatew
         gateway.url + broken.base_path, json=GOOD, headers={"Authorization": f"Bearer {broken.key}"}, timeout=10
     )
     assert direct.status_code == 503  # routed and subscribed: only its brokenness keeps it off the list
+
+
+def test_a_deprecated_prompt_tool_says_so_in_its_result_as_a_rest_tool_does(ai_route, gateway, mock_llm):
+    built = prompt_api(ai_route, model_route(ai_route), plan={"daily_quota": 1})
+    sunset = timezone.now() + timedelta(days=30)
+    lifecycle.deprecate_version(built.version, actor=ai_route.staff, sunset_at=sunset)
+    gateway.wait_for_config()
+    name = f"{built.api.slug}_v1"
+    assert list_tools(gateway, built.key)[name].description.startswith("[deprecated]")
+
+    result = call(gateway, built.key, name, GOOD)
+    assert result.is_error is False, result.content[0].text
+    direct = requests.post(gateway.url + built.base_path, json=GOOD, headers={"Authorization": "Bearer x"}, timeout=10)
+    # The same notice a direct call's answer carries (Deprecation, Sunset), and the call's id.
+    assert result.meta["portico/deprecation"] == direct.headers["deprecation"]
+    assert result.meta["portico/sunset"] == direct.headers["sunset"]
+    assert len(result.meta["portico/request-id"]) == 32
+    # A refusal (the quota of 1 is spent) still carries it, and when to retry.
+    over = call(gateway, built.key, name, GOOD)
+    assert over.is_error is True and over.meta["portico/status"] == 429
+    assert over.meta["portico/deprecation"].startswith("@") and int(over.meta["portico/retry-after"]) > 0
