@@ -330,9 +330,14 @@ def test_reserved_requests_report_every_policy_of_the_plan_as_redis_decided_ones
 def test_a_reload_with_the_same_plan_keeps_admitting_from_the_reservation_and_a_changed_plan_does_not():
     subscription = next(_ids)
 
+    class PatientLimiter(PlanLimiter):
+        # A block lives 50 ms; on a loaded machine that can pass between the last wave and
+        # the checks below, which would test the clock instead of the plan comparison.
+        RESERVE_SECONDS = 5.0
+
     async def scenario():
         client = FastRedis(settings.REDIS_URL)
-        limiter = PlanLimiter(client)
+        limiter = PatientLimiter(client)
         limits = PlanLimits(plan_id=1, daily_quota=1_000_000)
         for _wave in range(5):  # busy enough to be given a reserved block
             first = (await asyncio.gather(*(limiter.check(subscription, limits) for _ in range(50))))[-1]
