@@ -92,6 +92,7 @@ class Call:
         "parent_id",
         "trace_flags",
         "tracestate",
+        "trace_lines",
         "marks",
     )
 
@@ -112,8 +113,9 @@ class Call:
         self.echo_id: bytes = client_id if sane and client_id is not None else request_id.encode()
         peer = scope["client"][0] if scope.get("client") else ""
         self.client_ip, self.forwarded_for = gateway.client_addresses.resolve(peer, self.fields.get(b"x-forwarded-for"))
-        self.trace_id, self.span_id, self.parent_id, self.trace_flags, self.tracestate = tracing.begin(
-            self.fields, scope["headers"], gateway.trace_sample_bound
+        # trace_lines: the traceparent (and tracestate) lines upstream_head sends, made once.
+        (self.trace_id, self.span_id, self.parent_id, self.trace_flags, self.tracestate, self.trace_lines) = (
+            tracing.start(self.fields, scope["headers"], gateway.trace_sample_bound)
         )
         # Each step's start, for the spans of a sampled call when spans are exported
         # (gateway/otlp.py); otherwise None, and a step pays one `is None` test.

@@ -194,6 +194,7 @@ class PromptCall(AiCall):
         # the prompt call exports the spans (Call.hand_to_prompt).
         self.trace_id, self.span_id, self.parent_id = call.trace_id, call.span_id, call.parent_id
         self.trace_flags, self.tracestate, self.marks = call.trace_flags, call.tracestate, call.marks
+        self.trace_lines = call.trace_lines
         return self
 
     # -- the pipeline ---------------------------------------------------------------------

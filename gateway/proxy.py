@@ -32,7 +32,6 @@ from gateway.httpclient import (
     UpstreamStaleConnection,
     global_addresses_only,
 )
-from gateway.tracing import traceparent_line
 from gateway.upstreams import Balancer, BalancerRegistry, TargetState
 
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ def upstream_head(call: Call, target: Target) -> bytes:
             call.echo_id,
             key.application_id,
             key.tenant_id,
-            traceparent_line(call.trace_id, call.span_id, call.trace_flags, call.tracestate),
+            call.trace_lines,  # tracing.start made them: no encoding or formatting per attempt
             framing,
         )
     )

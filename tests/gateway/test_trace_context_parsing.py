@@ -4,6 +4,7 @@ and anything else a fresh trace; plus the settings that turn span export on."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -173,3 +174,26 @@ def test_unusable_tracing_settings_stop_the_gateway_at_start(env):
 def test_the_sample_ratio_defaults_to_one_percent():
     assert GatewaySettings.from_env({}).trace_sample_ratio == 0.01
     assert GatewaySettings.from_env({"GATEWAY_TRACE_SAMPLE_RATIO": "0"}).trace_sample_ratio == 0.0
+
+
+def test_a_forked_worker_never_hands_out_its_parents_pooled_ids():
+    begin([])  # the pool (tracing._fresh_ids) is filled in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the next few trace ids, to the parent
+        os.write(write, ",".join(begin([])[0] for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split(","))
+    os.close(read)
+    assert len(child) == 5 and not child & {begin([])[0] for _ in range(5)}
+
+
+def test_start_makes_the_same_upstream_lines_as_traceparent_line():
+    pairs = [(b"traceparent", VALID), (b"tracestate", b"a=1")]
+    *values, lines = tracing.start(dict(pairs), pairs, 0)
+    assert lines == tracing.traceparent_line(values[0], values[1], values[3], values[4])
+    for bound in (0, tracing.sample_bound(1.0)):
+        trace_id, span_id, _p, flags, state, lines = tracing.start({}, [], bound)
+        assert lines == tracing.traceparent_line(trace_id, span_id, flags, state)
