@@ -40,6 +40,7 @@ from portal.services.access import Actor
 from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
+from portal.services.nul import holds_nul
 from portal.services.ownership import require_api_manager, require_team_manager
 
 API_CREATED = AuditAction.PROMPT_API_CREATED
@@ -139,7 +140,7 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
     if "input_schema" not in errors and (problems := template_errors(template, input_schema)):
         errors.setdefault("user_template", []).extend(problems)
     for name in ("input_schema", "output_schema", "user_template", "system_prompt"):
-        if _holds_nul(fields.get(name)):
+        if holds_nul(fields.get(name)):
             # JSON may write it \u0000, and PostgreSQL stores no NUL (a 500 at save).
             errors[name] = ["NUL characters are not accepted."]
     if template_variables(fields.get("system_prompt") or ""):
@@ -147,21 +148,6 @@ def prompt_errors(fields: dict[str, Any]) -> dict[str, list[str]]:
         # into the user message only, never into the instructions.
         errors["system_prompt"] = ["The system prompt takes no placeholders; put {{variables}} in the user template."]
     return errors
-
-
-def _holds_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _refuse_on(errors: dict[str, list[str]]) -> None:

@@ -34,6 +34,7 @@ from portal.services.access import Actor, person, staff_may
 from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
+from portal.services.nul import holds_nul
 from portal.services.ownership import require_api_manager, require_team_manager
 
 MAX_OPENAPI_BYTES = 1024 * 1024
@@ -178,24 +179,9 @@ def parse_openapi(raw: bytes | str) -> dict[str, Any]:
         result = dict(json.loads(json.dumps(document, default=str, ensure_ascii=False)))
     except (TypeError, ValueError, RecursionError) as error:
         raise InvalidInput("The OpenAPI document holds values JSON cannot represent.") from error
-    if _holds_nul(result):  # JSON writes it \u0000; PostgreSQL stores no NUL
+    if holds_nul(result):  # JSON writes it \u0000; PostgreSQL stores no NUL
         raise InvalidInput("The OpenAPI document contains NUL characters.")
     return result
-
-
-def _holds_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def allowed_upstream_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

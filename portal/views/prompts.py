@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from llm import prompt_services
 from llm.models import PromptVersion
 from llm.prompt_openapi import example_of
+from llm.prompt_playground import PLAYGROUND_MAX_TOKENS
 from portal import ratelimits
 from portal.models import Api, VersionState
 from portal.prompt_forms import PlaygroundForm, PromptApiForm, PromptForm, PromptVersionForm
@@ -139,6 +140,7 @@ def _page(
             "draft": draft,
             "playground": playground,
             "result": result,
+            "playground_max_tokens": PLAYGROUND_MAX_TOKENS,
             "output_text": _shown(result.output) if result is not None and result.ok else "",
         },
         status=status,
