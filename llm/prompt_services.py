@@ -31,19 +31,18 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
-from llm.models import ModelRoute, OutputMode, PromptApi, PromptVersion
+from llm.models import ModelRoute, OutputMode, PromptVersion
 from llm.prompt_rules import RESERVED_KEYS, check_schema, template_errors, template_variables
 from portal.models import Api, ApiVersion, AuditAction, Tenant, VersionState
 from portal.models.catalog import ApiKind, Visibility
-from portal.services import audit
+from portal.services import audit, provider
 from portal.services.access import Actor
 from portal.services.basepaths import refuse_overlap_with_other_teams
 from portal.services.config_signal import publish_config_change
 from portal.services.errors import InvalidInput, NotFound
 from portal.services.nul import holds_nul
-from portal.services.ownership import require_api_manager, require_team_manager
+from portal.services.ownership import require_api_manager
 
-API_CREATED = AuditAction.PROMPT_API_CREATED
 API_UPDATED = AuditAction.PROMPT_API_UPDATED
 VERSION_CREATED = AuditAction.PROMPT_VERSION_CREATED
 PROMPT_UPDATED = AuditAction.PROMPT_UPDATED
@@ -191,22 +190,17 @@ def create_prompt_api(
     name: str,
     description: str = "",
     visibility: str = "public",
-) -> PromptApi:
+) -> Api:
     """A new prompt API owned by ``tenant`` (its owners and admins, or staff for any team)."""
-    with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        require_team_manager(actor, tenant, permission="portal.add_api")
-        api = PromptApi(owner=tenant, slug=slug, name=name.strip(), description=description, visibility=visibility)
-        api.kind = ApiKind.PROMPT
-        _full_clean(api)
-        try:
-            with transaction.atomic():
-                api.save()
-        except IntegrityError as error:
-            raise InvalidInput(f"An API with the slug {slug!r} exists; choose another.") from error
-        audit.record(actor, API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
-        # No published version yet: nothing routable changed, no config signal.
-    return api
+    return provider.create_api(
+        tenant,
+        actor=actor,
+        slug=slug,
+        name=name,
+        description=description,
+        visibility=visibility,
+        kind=ApiKind.PROMPT,
+    )
 
 
 def update_prompt_api(api: Api, *, actor: Actor, **changes: Any) -> Api:

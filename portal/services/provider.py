@@ -278,6 +278,11 @@ def check_policy(fields: Mapping[str, Any]) -> None:
 # --- changes -------------------------------------------------------------------------------
 
 
+# What a team may create, and how each creation is audited (AI APIs stay with staff: their
+# routes are staff's).
+_CREATED_BY_TEAMS = {ApiKind.REST: AuditAction.API_CREATED, ApiKind.PROMPT: AuditAction.PROMPT_API_CREATED}
+
+
 def create_api(
     tenant: Tenant,
     *,
@@ -286,8 +291,12 @@ def create_api(
     name: str,
     description: str = "",
     visibility: str = "public",
+    kind: ApiKind = ApiKind.REST,
 ) -> Api:
-    """A new REST API owned by ``tenant`` (AI APIs stay with staff: their routes are staff's)."""
+    """A new API of ``kind`` (REST, or prompt: ``llm.prompt_services``) owned by ``tenant``."""
+    action = _CREATED_BY_TEAMS.get(kind)
+    if action is None:
+        raise InvalidInput("AI APIs are managed by Portico administrators.")
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
         require_team_manager(actor, tenant, permission="portal.add_api")
@@ -297,7 +306,7 @@ def create_api(
             name=name.strip(),
             description=description,
             visibility=visibility,
-            kind=ApiKind.REST,
+            kind=kind,
         )
         _full_clean(api)
         try:
@@ -305,7 +314,7 @@ def create_api(
                 api.save()
         except IntegrityError as error:
             raise InvalidInput(f"An API with the slug {slug!r} exists; choose another.") from error
-        audit.record(actor, AuditAction.API_CREATED, api, tenant=tenant, slug=api.slug, visibility=visibility)
+        audit.record(actor, action, api, tenant=tenant, slug=api.slug, visibility=visibility)
         # A new API has no published version yet: nothing routable changed, no config signal.
     return api
 
