@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway import metrics
-from gateway.call import Call, ClientGone
+from gateway.call import Call
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal, ResponseAborted
 from gateway.httpclient import UpstreamConnectError, UpstreamProtocolError, UpstreamResponse
@@ -225,29 +225,7 @@ class AiCall(Call):
         await self.answer_json(200, body)
 
     async def read_body(self) -> None:
-        """The whole body, at most ``llm_max_body_bytes`` (a declared length over it is refused
-        before anything is read)."""
-        limit = self.max_body_bytes()
-        declared = self.fields.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-        parts: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                if message.get("reason") == "body_timeout":
-                    raise Refusal(408, "body_timeout", "The request body stopped arriving.")
-                raise ClientGone()
-            chunk: bytes = message.get("body", b"")
-            more = message.get("more_body", False)
-            size += len(chunk)
-            if size > limit:
-                raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-            parts.append(chunk)
-        self.body_bytes = size
-        self.body = b"".join(parts)
+        self.body = await self.whole_body(self.max_body_bytes())
 
     def max_body_bytes(self) -> int:
         return self.gateway.settings.llm_max_body_bytes

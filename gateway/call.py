@@ -401,10 +401,11 @@ class Call:
 
     # -- the request body -----------------------------------------------------------------
 
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        """The request body as it arrives, counted against the route's limit."""
-        assert self.route is not None
-        limit = self.route.max_request_bytes
+    async def body_chunks(self, limit: int | None = None) -> AsyncIterator[bytes]:
+        """The request body as it arrives, counted against ``limit`` (the route's by default)."""
+        if limit is None:
+            assert self.route is not None
+            limit = self.route.max_request_bytes
         more = True
         while more:
             message = await self.receive()
@@ -419,3 +420,11 @@ class Call:
                 raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
             if chunk:
                 yield chunk
+
+    async def whole_body(self, limit: int) -> bytes:
+        """The whole body, for endpoints that parse it (AI calls, MCP): at most ``limit`` bytes,
+        a declared length over it refused before anything is read."""
+        declared = self.fields.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
+        return b"".join([chunk async for chunk in self.body_chunks(limit)])

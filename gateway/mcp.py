@@ -42,7 +42,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from gateway.call import Call, ClientGone
+from gateway.call import Call
 from gateway.callrecord import McpCallRecord
 from gateway.errors import JSON, Refusal, ResponseAborted
 from gateway.mcptools import McpTool, ToolInputError, ToolRequest, request_for
@@ -318,28 +318,10 @@ class McpCall(Call):
         self.protocol_version = version
 
     async def read_body(self) -> bytes:
-        limit = self.gateway.settings.mcp_max_body_bytes
         declared = self.fields.get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise Refusal(400, "bad_content_length", "Content-Length is not a number.")
-            if int(declared) > limit:
-                raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-        chunks = []
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                if message.get("reason") == "body_timeout":
-                    raise Refusal(408, "body_timeout", "The request body stopped arriving.")
-                raise ClientGone()
-            chunk: bytes = message.get("body", b"")
-            more = message.get("more_body", False)
-            self.body_bytes += len(chunk)
-            if self.body_bytes > limit:
-                raise Refusal(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if declared is not None and not declared.isdigit():
+            raise Refusal(400, "bad_content_length", "Content-Length is not a number.")
+        return await self.whole_body(self.gateway.settings.mcp_max_body_bytes)
 
     async def answer_batch(self, messages: list[Any]) -> None:
         if self.protocol_version not in BATCH_VERSIONS:
