@@ -253,6 +253,11 @@ class Call:
         route, _rest = self.snapshot.routes.match(path.decoded, host_name)
         if route is None:
             raise Refusal(404, "route_not_found", "No API at this path.")
+        self.enter_route(route, path)
+
+    def enter_route(self, route: Route, path: RequestPath) -> None:
+        """The call is ``route``'s from here (found by path, or an MCP tool's): recorded as
+        its, refused when retired, told when deprecated, and forwarded below its base path."""
         self.route = route
         self.record.api_id = route.api_id
         self.record.version_id = route.version_id

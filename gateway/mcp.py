@@ -46,7 +46,7 @@ from gateway.call import Call
 from gateway.callrecord import McpCallRecord
 from gateway.errors import JSON, Refusal, ResponseAborted
 from gateway.mcptools import McpTool, ToolInputError, ToolRequest, request_for
-from gateway.routing import BadPath, forwarded_remainder, parse_request_path
+from gateway.routing import BadPath, parse_request_path
 from gateway.tracing import child_headers
 
 if TYPE_CHECKING:
@@ -224,13 +224,7 @@ class McpRestCall(Call):
             path = self.path = parse_request_path(self.scope["raw_path"])
         except BadPath as error:
             raise Refusal(400, "bad_path", str(error)) from None
-        route = self.route = self.tool_route
-        self.record.api_id = route.api_id
-        self.record.version_id = route.version_id
-        if route.state == "retired":
-            raise Refusal(410, "version_retired", "This API version is retired.")
-        self.headers_out.extend(route.deprecation_headers)
-        self.forward_path = forwarded_remainder(path, route)
+        self.enter_route(self.tool_route, path)
 
     async def authenticate(self) -> None:
         key = self.key = self.mcp_key
