@@ -321,11 +321,15 @@ class AiCall(Call):
         if reservation is None:
             return
         self.reservation = None
-        usage, target = self.usage, self.served_by
+        usage, target = self.reserved_usage(), self.served_by
         if usage is None or target is None:
             await self.gateway.budgets.reconcile(reservation, 0, Decimal(0))
             return
         await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
+
+    def reserved_usage(self) -> Usage | None:
+        """What the open reservation is settled with: the call's usage."""
+        return self.usage
 
     def cache_namespace(self) -> str:
         """The LLM cache's namespace for this call's answers (llmcache.cache_key): direct calls share one."""

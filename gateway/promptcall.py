@@ -43,7 +43,6 @@ from gateway.aicall import AiCall
 from gateway.call import Call
 from gateway.callrecord import AiCallRecord
 from gateway.errors import Refusal
-from llm import pricing
 from llm.canonical import Json, Usage
 from llm.inbound.openai_chat import status_for
 from llm.pii import restore_completion
@@ -357,21 +356,10 @@ class PromptCall(AiCall):
 
     # -- accounting -------------------------------------------------------------------------
 
-    async def reconcile_budget(self) -> None:
+    def reserved_usage(self) -> Usage | None:
         """After a repair the reservation is the repair's: settled with that attempt's own
         usage (nothing when it was refused or failed), not with the sum of both."""
-        if self.first_spend is None:
-            await super().reconcile_budget()
-            return
-        reservation = self.reservation
-        if reservation is None:
-            return
-        self.reservation = None
-        usage, target = self.attempt_usage, self.served_by
-        if usage is None or target is None:
-            await self.gateway.budgets.reconcile(reservation, 0, Decimal(0))
-            return
-        await self.gateway.budgets.reconcile(reservation, usage.total_tokens, pricing.cost(usage, target.prices))
+        return self.usage if self.first_spend is None else self.attempt_usage
 
     def note_usage(self, reported: Any, completion: Json | None, *, streamed_tokens: int | None = None) -> None:
         """After a repair, the record carries both attempts' tokens and cost."""
