@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 import orjson
 
+from llm.jsonpointer import resolve_local
+
 if TYPE_CHECKING:
     from gateway.snapshot import Route
 
@@ -200,16 +202,7 @@ class _Resolver:
         self.budget = budget or _Budget()
 
     def pointer(self, ref: str) -> Any:
-        node: Any = self.document
-        for token in ref[2:].split("/") if ref != "#" else ():
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                return None
-        return node
+        return resolve_local(self.document, ref)
 
     def resolve(self, node: Any, branch: tuple[str, ...] = (), depth: int = 0) -> Any:
         """``node`` with its local references inlined. ``branch`` holds the references being

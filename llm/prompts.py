@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
 
 import jsonschema_rs
 import orjson
+
+from llm.jsonpointer import resolve_local
 
 Json = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -242,25 +243,6 @@ class _Cyclic(Exception):
     pass
 
 
-def _pointer(schema: Json, ref: str) -> Any:
-    """The node a local ``$ref`` names, or None."""
-    node: Any = schema
-    fragment = unquote(ref[1:])
-    if not fragment:
-        return schema
-    if not fragment.startswith("/"):
-        return None  # an anchor; resolved (or refused) by the compiler
-    for token in fragment[1:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-    return node
-
-
 def _expansion_problem(schema: Json) -> str:
     """Refuse recursive references and schemas whose references multiply into more than
     MAX_SCHEMA_EXPANSION nodes: validation time grows with the expanded size, so 25 levels
@@ -273,7 +255,7 @@ def _expansion_problem(schema: Json) -> str:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str):
-                target = _pointer(schema, ref)
+                target = resolve_local(schema, ref)
                 if target is not None:
                     key = id(target)
                     if key in open_refs:

@@ -25,7 +25,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
         delay = parse_qs(url.query).get("delay_ms", ["0"])[0]
-        if delay.isdigit():
+        if delay.isascii() and delay.isdigit():
             time.sleep(min(int(delay), MAX_DELAY_MS) / 1000)
         wanted = STATUS_PATH.search(url.path)
         status = int(wanted.group(1)) if wanted else 200

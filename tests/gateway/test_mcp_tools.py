@@ -163,6 +163,20 @@ def test_a_version_has_at_most_so_many_tools_and_hostile_documents_make_none():
         assert build_catalog([source(hostile)], [(7, 1)]).tools_for(7) == ()
 
 
+def test_a_reference_whose_index_is_a_superscript_digit_names_nothing_and_breaks_no_catalog():
+    # '²'.isdigit() is true and int('²') raises: a document with such a $ref once made the
+    # catalog build, and with it every worker's whole snapshot, fail.
+    doc = {
+        "d": [{"type": "string"}],
+        "paths": {"/x": {"post": {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/d/²"}}}}}}},
+    }
+    other = source({"paths": {"/y": {"get": {"operationId": "y"}}}}, api_id=2, slug="other", version_id=20)
+    catalog = build_catalog([source(doc), other], [(7, 1), (7, 2)])
+    names = [tool.name for tool in catalog.tools_for(7)]
+    assert len(names) == 2 and "other_v1_y" in names
+    assert "type" not in one_tool(doc).definition["inputSchema"]["properties"]["body"]  # names nothing: any value
+
+
 def test_prompt_versions_are_one_tool_taking_their_input():
     schema = {
         "type": "object",

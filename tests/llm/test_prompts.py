@@ -100,6 +100,12 @@ def test_check_schema_refuses_deep_nesting():
     assert any("nests deeper" in p for p in check_schema(deep))
 
 
+def test_a_reference_whose_index_is_a_superscript_digit_is_refused_not_an_error():
+    # '²'.isdigit() is true and int('²') raises: saving this schema was a 500.
+    schema = {"type": "object", "$defs": {"l": [{"type": "string"}]}, "properties": {"a": {"$ref": "#/$defs/l/²"}}}
+    assert check_schema(schema)
+
+
 def test_remote_references_are_never_fetched():
     """A listening socket stands for a remote schema host: nothing may connect to it, not
     at save time, not when a spec that bypassed the save-time check is served."""
