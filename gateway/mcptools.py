@@ -15,6 +15,7 @@ value, so it cannot leave the API's base path, add a segment or split a header.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,8 @@ from llm.jsonpointer import resolve_local
 
 if TYPE_CHECKING:
     from gateway.snapshot import Route
+
+log = logging.getLogger("portico.gateway")
 
 # Names are what OpenAI's and Anthropic's tool APIs accept (the MCP rules allow '.' too):
 # an agent passes our tool names on to a model, so they must survive that.
@@ -533,7 +536,13 @@ def build_catalog(
         key = _memo_key(source)
         tools = _memo.get(key)
         if tools is None:
-            tools = tools_of_version(source)
+            try:
+                tools = tools_of_version(source)
+            except Exception:
+                # A team's document that trips a bug here costs that version its tools, never
+                # every worker its whole snapshot (and with it key revocations and new routes).
+                log.exception("MCP tools of API %s version %s not built", source.api_id, source.version_id)
+                tools = []
         memo[key] = tools
         for tool in tools:
             name = _unique(tool.name, by_name, str(tool.version_id))
