@@ -28,6 +28,22 @@ def redis_client():
     client.close()
 
 
+@pytest.fixture(scope="session")
+def _session_redis():
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_failed_key_allowance(_session_redis):
+    """Every test's requests come from 127.0.0.1, whose failed-key allowance (20 a minute,
+    kept in the session's Redis) would otherwise carry over: one module's refused keys made
+    the next module's bad key a 429 instead of the 401 it checks."""
+    for key in _session_redis.scan_iter("portico:authfail:*"):
+        _session_redis.delete(key)
+
+
 @pytest.fixture
 def staff(db):
     return make_user("staff", staff=True)

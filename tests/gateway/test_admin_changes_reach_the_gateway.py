@@ -17,15 +17,6 @@ from portal.services.config_signal import current_config_version
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
 
-@pytest.fixture(autouse=True)
-def forget_failed_attempts(redis_client):
-    """The refused requests here count as failed auths from 127.0.0.1 (20 a minute, in the
-    session's Redis): forget them, or the next module's key tests are answered 429."""
-    yield
-    for key in redis_client.scan_iter("portico:authfail:*"):
-        redis_client.delete(key)
-
-
 def _operator() -> Client:
     users = get_user_model()
     operator = users.objects.filter(username="gw-operator").first() or users.objects.create_user(
